@@ -1,0 +1,346 @@
+//! Expectations on a step's output: a JSONPath (RFC 9535) selects a value, an operator
+//! compares it. Failures say expected versus actual.
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json_path::JsonPath;
+
+/// `{ path = "$.rows[0].n", ge = 1 }`: exactly one operator per expectation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectSpec {
+    #[serde(default = "root")]
+    pub path: String,
+    pub equals: Option<toml::Value>,
+    pub not_equals: Option<toml::Value>,
+    pub contains: Option<toml::Value>,
+    pub matches: Option<String>,
+    pub gt: Option<f64>,
+    pub ge: Option<f64>,
+    pub lt: Option<f64>,
+    pub le: Option<f64>,
+    /// With a path that selects many values (`[*]`, `..`, filters, slices): how many it
+    /// selects. Otherwise the length of the array, object or string at `path`.
+    pub count: Option<usize>,
+    pub exists: Option<bool>,
+}
+
+fn root() -> String {
+    "$".into()
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Equals(Value),
+    NotEquals(Value),
+    Contains(Value),
+    Matches(regex::Regex),
+    Compare(Cmp, f64),
+    Count(usize),
+    Exists(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cmp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+#[derive(Debug, Clone)]
+pub struct Assertion {
+    pub path_text: String,
+    /// The path can select several values (not a singular query in RFC 9535's terms).
+    pub multi: bool,
+    pub path: JsonPath,
+    pub op: Op,
+}
+
+impl ExpectSpec {
+    pub fn compile(&self) -> Result<Assertion, String> {
+        let path = JsonPath::parse(&self.path).map_err(|e| format!("`path`: {e}"))?;
+        let mut ops = Vec::new();
+        let json = |v: &toml::Value| serde_json::to_value(v).map_err(|e| e.to_string());
+        if let Some(v) = &self.equals {
+            ops.push(Op::Equals(json(v)?));
+        }
+        if let Some(v) = &self.not_equals {
+            ops.push(Op::NotEquals(json(v)?));
+        }
+        if let Some(v) = &self.contains {
+            ops.push(Op::Contains(json(v)?));
+        }
+        if let Some(re) = &self.matches {
+            ops.push(Op::Matches(
+                regex::Regex::new(re).map_err(|e| format!("`matches`: {e}"))?,
+            ));
+        }
+        for (cmp, v) in [
+            (Cmp::Gt, self.gt),
+            (Cmp::Ge, self.ge),
+            (Cmp::Lt, self.lt),
+            (Cmp::Le, self.le),
+        ] {
+            if let Some(v) = v {
+                ops.push(Op::Compare(cmp, v));
+            }
+        }
+        if let Some(n) = self.count {
+            ops.push(Op::Count(n));
+        }
+        if let Some(e) = self.exists {
+            ops.push(Op::Exists(e));
+        }
+        if ops.len() != 1 {
+            return Err(
+                "give exactly one of equals, not_equals, contains, matches, gt, ge, lt, le, count, exists"
+                    .into(),
+            );
+        }
+        let multi = self.path.contains("..") || self.path.contains(['*', '?', ':', ',']);
+        Ok(Assertion {
+            multi,
+            path_text: self.path.clone(),
+            path,
+            op: ops.remove(0),
+        })
+    }
+}
+
+impl Assertion {
+    /// `Err` is the failure message: what was expected and what was found.
+    pub fn check(&self, output: &Value) -> Result<(), String> {
+        let nodes = self.path.query(output).all();
+        let p = &self.path_text;
+        if let Op::Exists(want) = self.op {
+            let found = !nodes.is_empty();
+            return if found == want {
+                Ok(())
+            } else if want {
+                Err(format!("expected {p} to exist, but it selects nothing"))
+            } else {
+                Err(format!(
+                    "expected {p} to select nothing, got {}",
+                    show(nodes[0])
+                ))
+            };
+        }
+        if let (Op::Count(n), true) = (&self.op, self.multi) {
+            return if nodes.len() == *n {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected {p} to select {n} value(s), it selects {}",
+                    nodes.len()
+                ))
+            };
+        }
+        let actual = match nodes.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(format!(
+                    "expected {p} to select a value, but it selects nothing"
+                ))
+            }
+            many => {
+                return Err(format!(
+                    "expected {p} to select one value, but it selects {}",
+                    many.len()
+                ))
+            }
+        };
+        let ok = match &self.op {
+            Op::Equals(want) => json_eq(actual, want),
+            Op::NotEquals(want) => !json_eq(actual, want),
+            Op::Contains(want) => match (actual, want) {
+                (Value::String(s), Value::String(w)) => s.contains(w.as_str()),
+                (Value::Array(items), w) => items.iter().any(|i| json_eq(i, w)),
+                (Value::Object(map), Value::String(k)) => map.contains_key(k),
+                _ => false,
+            },
+            Op::Matches(re) => re.is_match(&plain(actual)),
+            Op::Compare(cmp, bound) => match number(actual) {
+                Some(n) => match cmp {
+                    Cmp::Gt => n > *bound,
+                    Cmp::Ge => n >= *bound,
+                    Cmp::Lt => n < *bound,
+                    Cmp::Le => n <= *bound,
+                },
+                None => false,
+            },
+            Op::Count(n) => length(actual) == Some(*n),
+            Op::Exists(_) => unreachable!("handled above"),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected {p} {}, got {}",
+                self.describe(),
+                show(actual)
+            ))
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.op {
+            Op::Equals(v) => format!("to equal {}", show(v)),
+            Op::NotEquals(v) => format!("not to equal {}", show(v)),
+            Op::Contains(v) => format!("to contain {}", show(v)),
+            Op::Matches(re) => format!("to match /{re}/"),
+            Op::Compare(c, b) => {
+                let op = match c {
+                    Cmp::Gt => ">",
+                    Cmp::Ge => ">=",
+                    Cmp::Lt => "<",
+                    Cmp::Le => "<=",
+                };
+                format!("to be {op} {b}")
+            }
+            Op::Count(n) => format!("to have {n} element(s)"),
+            Op::Exists(_) => String::new(),
+        }
+    }
+}
+
+/// Numbers compare by value (25 == 25.0); decimals that arrive as strings (exact
+/// PostgreSQL numerics) compare with numbers too.
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(_), Value::Number(_)) | (Value::String(_), Value::Number(_)) => {
+            match (number(a), number(b)) {
+                (Some(x), Some(y)) => x == y,
+                _ => false,
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn length(v: &Value) -> Option<usize> {
+    match v {
+        Value::Array(a) => Some(a.len()),
+        Value::Object(o) => Some(o.len()),
+        Value::String(s) => Some(s.chars().count()),
+        _ => None,
+    }
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A value for a message, cut so a large body does not flood the report.
+pub fn show(v: &Value) -> String {
+    let s = v.to_string();
+    const MAX: usize = 300;
+    if s.len() > MAX {
+        let cut = (0..=MAX)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
+        format!("{}… ({} bytes)", &s[..cut], s.len())
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn assertion(toml_src: &str) -> Assertion {
+        let spec: ExpectSpec = toml::from_str(toml_src).unwrap();
+        spec.compile().unwrap()
+    }
+
+    fn output() -> Value {
+        json!({
+            "row_count": 2,
+            "rows": [{"n": 25, "name": "ALGERIA", "price": "12.50"}, {"n": 3, "name": "x", "price": "1"}],
+            "body": {"status": "OK", "tags": ["a", "b"]}
+        })
+    }
+
+    #[rstest]
+    #[case("path = '$.row_count'\nequals = 2")]
+    #[case("path = '$.row_count'\nequals = 2.0")]
+    #[case("path = '$.rows[0].price'\nequals = 12.5")]
+    #[case("path = '$.rows[0].name'\nequals = 'ALGERIA'")]
+    #[case("path = '$.rows[0].name'\nmatches = '^ALG'")]
+    #[case("path = '$.rows[0].name'\ncontains = 'GER'")]
+    #[case("path = '$.body.tags'\ncontains = 'b'")]
+    #[case("path = '$.body.tags'\ncount = 2")]
+    #[case("path = '$.rows'\ncount = 2")]
+    #[case("path = '$.rows[*].n'\ncount = 2")]
+    #[case("path = '$.rows[?@.n > 10]'\ncount = 1")]
+    #[case("path = '$.rows[0].name'\ncount = 7")]
+    #[case("path = '$.rows[0].n'\nge = 25")]
+    #[case("path = '$.rows[0].n'\nlt = 26")]
+    #[case("path = '$.rows[0].price'\ngt = 12")]
+    #[case("path = '$.body'\nequals = { status = 'OK', tags = ['a', 'b'] }")]
+    #[case("path = '$.body.missing'\nexists = false")]
+    #[case("path = '$.body.status'\nnot_equals = 'DOWN'")]
+    fn holds(#[case] src: &str) {
+        assert_eq!(assertion(src).check(&output()), Ok(()));
+    }
+
+    #[rstest]
+    #[case(
+        "path = '$.row_count'\nequals = 3",
+        "expected $.row_count to equal 3, got 2"
+    )]
+    #[case(
+        "path = '$.rows[0].n'\ngt = 25",
+        "expected $.rows[0].n to be > 25, got 25"
+    )]
+    #[case("path = '$.rows'\ncount = 5", "to have 5 element(s), got [")]
+    #[case("path = '$.nope'\nequals = 1", "selects nothing")]
+    #[case("path = '$.rows[*].n'\nequals = 1", "selects 2")]
+    #[case(
+        "path = '$.rows[*].n'\ncount = 3",
+        "to select 3 value(s), it selects 2"
+    )]
+    #[case("path = '$.rows[0].name'\nge = 1", "to be >= 1, got \"ALGERIA\"")]
+    #[case(
+        "path = '$.body.status'\nexists = false",
+        "to select nothing, got \"OK\""
+    )]
+    fn fails_with_expected_and_actual(#[case] src: &str, #[case] message: &str) {
+        let err = assertion(src).check(&output()).unwrap_err();
+        assert!(err.contains(message), "{err}");
+    }
+
+    #[rstest]
+    #[case("path = '$.a'", "exactly one of")]
+    #[case("path = '$.a'\nequals = 1\ngt = 0", "exactly one of")]
+    #[case("path = 'rows['\nequals = 1", "`path`")]
+    #[case("matches = '('", "`matches`")]
+    fn rejects_bad_expectations(#[case] src: &str, #[case] message: &str) {
+        let spec: ExpectSpec = toml::from_str(src).unwrap();
+        let err = spec.compile().unwrap_err();
+        assert!(err.contains(message), "{err}");
+    }
+}

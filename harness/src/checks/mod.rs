@@ -1,0 +1,133 @@
+//! Check executors. A check is a sequence of steps; a step runs one action against one
+//! service's endpoint, then captures values and asserts on its JSON output.
+
+pub mod assert;
+pub mod http;
+pub mod postgres;
+mod runner;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use serde_json_path::JsonPath;
+
+use crate::platform::endpoint::Endpoint;
+use crate::spec::template;
+
+pub use runner::{run_check, CheckRun, Outcome, StepRecord};
+
+/// Variables captured by steps, visible to later steps as `${name}`.
+pub type Vars = BTreeMap<String, Value>;
+
+/// Why a step did not pass. The split is JUnit's: a `Failure` is an expectation about the
+/// service that did not hold; an `Error` is anything that kept the check from judging
+/// (unreachable service, bad input, a predecessor that failed).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepError {
+    Failure(String),
+    Error(String),
+}
+
+impl StepError {
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Failure(m) | Self::Error(m) => m,
+        }
+    }
+
+    /// The same kind of error with context in front.
+    pub fn context(self, prefix: impl std::fmt::Display) -> Self {
+        match self {
+            Self::Failure(m) => Self::Failure(format!("{prefix}: {m}")),
+            Self::Error(m) => Self::Error(format!("{prefix}: {m}")),
+        }
+    }
+}
+
+/// One action of a step; the namespace is the key in the suite file (`postgres.query`).
+#[derive(Debug, Clone)]
+pub enum Action {
+    Postgres(postgres::PostgresAction),
+    Http(http::HttpAction),
+}
+
+impl Action {
+    pub const NAMESPACES: &'static [&'static str] = &["postgres", "http"];
+
+    /// `namespace.verb`, as written in suites.
+    pub fn kind(&self) -> String {
+        match self {
+            Self::Postgres(a) => format!("postgres.{}", a.verb()),
+            Self::Http(a) => format!("http.{}", a.verb()),
+        }
+    }
+
+    /// The service a step talks to when the suite does not say.
+    pub fn default_service(&self) -> Option<&'static str> {
+        match self {
+            Self::Postgres(_) => Some("postgres"),
+            Self::Http(_) => None,
+        }
+    }
+
+    pub async fn run(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
+        match self {
+            Self::Postgres(a) => a.run(cx).await,
+            Self::Http(a) => a.run(cx).await,
+        }
+    }
+}
+
+/// What an action sees: its service's endpoint and the variables captured so far.
+pub struct StepContext<'a> {
+    pub endpoint: &'a Endpoint,
+    pub vars: &'a Vars,
+}
+
+impl StepContext<'_> {
+    /// Renders `${var}` with captured variables. An unknown variable is an error in the
+    /// suite, reported as such.
+    pub fn render(&self, text: &str) -> Result<String, StepError> {
+        template::render(text, |k| {
+            self.vars.get(k).map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        })
+        .map_err(StepError::Error)
+    }
+}
+
+/// `capture = { run_id = "$.run.info.run_id" }`.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub var: String,
+    pub path_text: String,
+    pub path: JsonPath,
+}
+
+impl Capture {
+    pub fn new(var: &str, path: &str) -> Result<Self, String> {
+        Ok(Self {
+            var: var.to_string(),
+            path_text: path.to_string(),
+            path: JsonPath::parse(path).map_err(|e| e.to_string())?,
+        })
+    }
+
+    pub fn apply(&self, output: &Value, vars: &mut Vars) -> Result<(), StepError> {
+        let nodes = self.path.query(output).all();
+        match nodes.as_slice() {
+            [one] => {
+                vars.insert(self.var.clone(), (*one).clone());
+                Ok(())
+            }
+            other => Err(StepError::Failure(format!(
+                "capture `{}`: expected {} to select one value, it selects {}",
+                self.var,
+                self.path_text,
+                other.len()
+            ))),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Runs a check's steps in order, with retries, captures and expectations.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use backon::{ConstantBuilder, Retryable};
+use serde_json::Value;
+
+use super::{StepContext, StepError, Vars};
+use crate::platform::endpoint::Endpoint;
+use crate::spec::suite::{Check, RetryPolicy, Step};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Passed,
+    /// An expectation did not hold.
+    Failed(String),
+    /// The check could not judge: unreachable service, bad input, failed predecessor.
+    Errored(String),
+}
+
+impl Outcome {
+    pub fn from_error(e: StepError) -> Self {
+        match e {
+            StepError::Failure(m) => Self::Failed(m),
+            StepError::Error(m) => Self::Errored(m),
+        }
+    }
+
+    pub fn is_pass(&self) -> bool {
+        matches!(self, Self::Passed)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    pub label: String,
+    pub service: String,
+    pub attempts: usize,
+    pub duration: Duration,
+    pub result: Result<(), StepError>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckRun {
+    pub outcome: Outcome,
+    pub steps: Vec<StepRecord>,
+    /// Variables at the end, for checks that `need` this one.
+    pub vars: Vars,
+    pub duration: Duration,
+}
+
+pub async fn run_check(
+    check: &Check,
+    endpoints: &BTreeMap<String, Endpoint>,
+    vars: Vars,
+) -> CheckRun {
+    let started = Instant::now();
+    let mut vars = vars;
+    let mut steps = Vec::new();
+    let all = run_steps(check, endpoints, &mut vars, &mut steps);
+    let outcome = match check.timeout {
+        Some(t) => match tokio::time::timeout(t, all).await {
+            Ok(r) => r,
+            Err(_) => Err(StepError::Error(format!(
+                "the check did not finish within its timeout of {}",
+                humantime::format_duration(t)
+            ))),
+        },
+        None => all.await,
+    };
+    CheckRun {
+        outcome: outcome.map_or_else(Outcome::from_error, |()| Outcome::Passed),
+        steps,
+        vars,
+        duration: started.elapsed(),
+    }
+}
+
+async fn run_steps(
+    check: &Check,
+    endpoints: &BTreeMap<String, Endpoint>,
+    vars: &mut Vars,
+    records: &mut Vec<StepRecord>,
+) -> Result<(), StepError> {
+    for (i, step) in check.steps.iter().enumerate() {
+        let started = Instant::now();
+        let attempts = Mutex::new(0usize);
+        let result = match endpoints.get(&step.service) {
+            Some(endpoint) => run_step(step, endpoint, vars, &attempts).await,
+            None => Err(StepError::Error(format!(
+                "no endpoint for service `{}`",
+                step.service
+            ))),
+        };
+        let result =
+            result.and_then(|output| step.capture.iter().try_for_each(|c| c.apply(&output, vars)));
+        let result = result.map_err(|e| {
+            e.context(format!(
+                "step {} `{}` on {}",
+                i + 1,
+                step.label,
+                step.service
+            ))
+        });
+        records.push(StepRecord {
+            label: step.label.clone(),
+            service: step.service.clone(),
+            attempts: attempts.into_inner().unwrap_or_default(),
+            duration: started.elapsed(),
+            result: result.clone(),
+        });
+        result?;
+    }
+    Ok(())
+}
+
+/// One attempt: the action, then every expectation on its output.
+async fn attempt(
+    step: &Step,
+    cx: &StepContext<'_>,
+    attempts: &Mutex<usize>,
+) -> Result<Value, StepError> {
+    if let Ok(mut n) = attempts.lock() {
+        *n += 1;
+    }
+    let output = step.action.run(cx).await?;
+    for a in &step.expect {
+        a.check(&output).map_err(StepError::Failure)?;
+    }
+    Ok(output)
+}
+
+async fn run_step(
+    step: &Step,
+    endpoint: &Endpoint,
+    vars: &Vars,
+    attempts: &Mutex<usize>,
+) -> Result<Value, StepError> {
+    let cx = StepContext { endpoint, vars };
+    let RetryPolicy {
+        retries,
+        interval,
+        within,
+    } = step.retry.clone();
+    if retries == Some(0) && within.is_none() {
+        return attempt(step, &cx, attempts).await;
+    }
+    let backoff = ConstantBuilder::default().with_delay(interval);
+    let backoff = match retries {
+        Some(n) => backoff.with_max_times(n),
+        None => backoff.without_max_times(),
+    };
+    let last = Mutex::new(None::<StepError>);
+    let retried = (|| attempt(step, &cx, attempts))
+        .retry(backoff)
+        .notify(|e: &StepError, _| {
+            if let Ok(mut l) = last.lock() {
+                *l = Some(e.clone());
+            }
+        });
+    match within {
+        None => retried.await,
+        Some(deadline) => match tokio::time::timeout(deadline, retried).await {
+            Ok(r) => r,
+            Err(_) => {
+                let n = attempts.lock().map(|n| *n).unwrap_or_default();
+                let why = last
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.clone())
+                    .unwrap_or_else(|| StepError::Error("no attempt finished".into()));
+                Err(why.context(format!(
+                    "still failing after {} ({n} attempt(s)), last",
+                    humantime::format_duration(deadline)
+                )))
+            }
+        },
+    }
+}

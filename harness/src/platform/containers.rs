@@ -1,0 +1,444 @@
+//! The containers backend: starts the selected services with testcontainers on one
+//! network of the run, each as soon as its dependencies are ready.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use testcontainers::bollard::models::PortBinding;
+use testcontainers::bollard::Docker;
+use testcontainers::core::{CopyDataSource, IntoContainerPort};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use tokio::sync::watch;
+
+use super::endpoint::Endpoint;
+use super::readiness::{self, Probe};
+use super::{docker, images, ServiceFailure, ServiceStart};
+use crate::secrets::Secrets;
+use crate::spec::platform::{PlatformSpec, ServiceSpec};
+use crate::spec::template;
+
+/// How many log lines of a service go into a failure report.
+pub const LOG_TAIL_LINES: usize = 50;
+
+type StartResult = Result<Arc<Started>, Arc<ServiceFailure>>;
+/// Resolves once when the service is ready or has failed; many waiters may hold one.
+type StartHandle = watch::Receiver<Option<StartResult>>;
+
+async fn outcome(mut handle: StartHandle) -> StartResult {
+    match handle.wait_for(Option::is_some).await {
+        Ok(v) => v.clone().unwrap_or_else(|| unreachable!("waited for Some")),
+        Err(_) => Err(Arc::new(ServiceFailure {
+            service: String::new(),
+            message: "its start-up task ended without a result".into(),
+            log_tail: String::new(),
+        })),
+    }
+}
+
+struct Started {
+    endpoint: Endpoint,
+    container_id: String,
+}
+
+pub struct ContainerPlatform {
+    pub run_id: String,
+    network: String,
+    docker: Docker,
+    starts: BTreeMap<String, StartHandle>,
+    containers: Arc<Mutex<Vec<ContainerAsync<GenericImage>>>>,
+    timings: Arc<Mutex<Vec<ServiceStart>>>,
+}
+
+impl ContainerPlatform {
+    /// Creates the run's network and starts `services` (already closed over their
+    /// dependencies) in the background. Fails before starting anything when the engine
+    /// is unreachable or an image is missing.
+    pub async fn start(
+        spec: &PlatformSpec,
+        services: &BTreeSet<String>,
+        secrets: &Secrets,
+        run_id: &str,
+    ) -> Result<Self, String> {
+        let docker = docker::connect()?;
+        docker::ping(&docker).await?;
+        for r in docker::reap_dead_runs(&docker).await {
+            eprintln!("platform: removed {r} left by a run that was killed");
+        }
+        let chosen = images::choose(&docker, spec, services).await?;
+        let network = format!("platform-{run_id}");
+        docker::create_network(&docker, &network, run_id).await?;
+
+        let containers = Arc::new(Mutex::new(Vec::new()));
+        let timings = Arc::new(Mutex::new(Vec::new()));
+        let mut starts: BTreeMap<String, StartHandle> = BTreeMap::new();
+        // Dependencies first, so each service can hold its dependencies' futures.
+        for name in start_order(spec, services) {
+            let svc = spec.services[&name].clone();
+            let deps: Vec<_> = svc
+                .depends_on
+                .iter()
+                .map(|d| (d.clone(), starts[d].clone()))
+                .collect();
+            let job = StartJob {
+                svc,
+                image: chosen[&name].clone(),
+                secrets: secrets.clone(),
+                base_dir: spec.base_dir().to_path_buf(),
+                run_id: run_id.to_string(),
+                network: network.clone(),
+                docker: docker.clone(),
+                containers: containers.clone(),
+                timings: timings.clone(),
+            };
+            let (tx, rx) = watch::channel(None);
+            // Start now, not when the first check asks.
+            tokio::spawn(async move {
+                let result = job.run(deps).await;
+                tx.send_replace(Some(result));
+            });
+            starts.insert(name, rx);
+        }
+        Ok(Self {
+            run_id: run_id.to_string(),
+            network,
+            docker,
+            starts,
+            containers,
+            timings,
+        })
+    }
+
+    pub async fn endpoint(&self, service: &str) -> Result<Endpoint, Arc<ServiceFailure>> {
+        match self.starts.get(service) {
+            Some(h) => outcome(h.clone()).await.map(|s| s.endpoint.clone()),
+            None => Err(Arc::new(ServiceFailure {
+                service: service.to_string(),
+                message: "was not selected to start in this run".into(),
+                log_tail: String::new(),
+            })),
+        }
+    }
+
+    pub async fn log_tail(&self, service: &str) -> Option<String> {
+        let started = self.starts.get(service)?.borrow().clone()?.ok()?;
+        Some(docker::log_tail(&self.docker, &started.container_id, LOG_TAIL_LINES).await)
+    }
+
+    pub fn timings(&self) -> Vec<ServiceStart> {
+        self.timings.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Stops and removes every container and the network, then sweeps by label in case
+    /// a start was still in flight.
+    pub async fn shutdown(&self) {
+        let all: Vec<_> = self
+            .containers
+            .lock()
+            .map(|mut c| c.drain(..).collect())
+            .unwrap_or_default();
+        futures::future::join_all(all.into_iter().map(|c| c.rm())).await;
+        docker::remove_run(&self.docker, &self.run_id).await;
+        let _ = self.docker.remove_network(&self.network).await;
+    }
+}
+
+/// Services in an order where every dependency comes before its dependents.
+fn start_order(spec: &PlatformSpec, services: &BTreeSet<String>) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    while order.len() < services.len() {
+        let before = order.len();
+        for s in services {
+            if !order.contains(s)
+                && spec.services[s]
+                    .depends_on
+                    .iter()
+                    .all(|d| order.contains(d))
+            {
+                order.push(s.clone());
+            }
+        }
+        if order.len() == before {
+            break; // a cycle; the spec loader rejects those before we get here
+        }
+    }
+    order
+}
+
+struct StartJob {
+    svc: ServiceSpec,
+    image: String,
+    secrets: Secrets,
+    base_dir: std::path::PathBuf,
+    run_id: String,
+    network: String,
+    docker: Docker,
+    containers: Arc<Mutex<Vec<ContainerAsync<GenericImage>>>>,
+    timings: Arc<Mutex<Vec<ServiceStart>>>,
+}
+
+impl StartJob {
+    async fn run(self, deps: Vec<(String, StartHandle)>) -> StartResult {
+        let name = self.svc.name.clone();
+        for (dep, fut) in deps {
+            if let Err(e) = outcome(fut).await {
+                let failure = ServiceFailure {
+                    service: name.clone(),
+                    message: format!("not started: its dependency `{dep}` failed ({})", e.message),
+                    log_tail: String::new(),
+                };
+                self.record(None, Some(&failure));
+                return Err(Arc::new(failure));
+            }
+        }
+        let started = Instant::now();
+        eprintln!("platform: starting {name} ({})", self.image);
+        let result = self.start_and_wait().await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(s) => {
+                eprintln!("platform: {name} ready in {:.1} s", elapsed.as_secs_f64());
+                self.record(Some(elapsed), None);
+                Ok(Arc::new(s))
+            }
+            Err(f) => {
+                eprintln!(
+                    "platform: {name} FAILED after {:.1} s: {}",
+                    elapsed.as_secs_f64(),
+                    f.message
+                );
+                self.record(Some(elapsed), Some(&f));
+                Err(Arc::new(f))
+            }
+        }
+    }
+
+    fn record(&self, took: Option<Duration>, failure: Option<&ServiceFailure>) {
+        if let Ok(mut t) = self.timings.lock() {
+            t.push(ServiceStart {
+                service: self.svc.name.clone(),
+                image: self.image.clone(),
+                ready_in: took,
+                failure: failure.map(|f| f.message.clone()),
+                log_tail: failure.map(|f| f.log_tail.clone()).unwrap_or_default(),
+            });
+        }
+    }
+
+    fn fail(&self, message: String, log_tail: String) -> ServiceFailure {
+        ServiceFailure {
+            service: self.svc.name.clone(),
+            message,
+            log_tail,
+        }
+    }
+
+    async fn start_and_wait(&self) -> Result<Started, ServiceFailure> {
+        let svc = &self.svc;
+        let secret = |key: &str| {
+            key.strip_prefix("secret.")
+                .and_then(|s| self.secrets.get(s))
+                .map(str::to_string)
+        };
+        let render = |t: &str| template::render(t, secret).map_err(|e| self.fail(e, String::new()));
+
+        let (name, tag) = images::split_reference(&self.image);
+        let mut image = GenericImage::new(name, tag);
+        for port in svc.ports.values() {
+            image = image.with_exposed_port(port.tcp());
+        }
+        let mut request = image
+            .with_network(self.network.clone())
+            .with_container_name(format!("{}-{}", svc.name, self.run_id))
+            .with_hostname(svc.name.clone())
+            .with_labels(docker::run_labels(&self.run_id))
+            .with_startup_timeout(svc.startup_timeout);
+        for (k, v) in &svc.env {
+            request = request.with_env_var(k.clone(), render(v)?);
+        }
+        if !svc.command.is_empty() {
+            request = request.with_cmd(
+                svc.command
+                    .iter()
+                    .map(|c| render(c))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        for (target, data) in self.copies().map_err(|e| self.fail(e, String::new()))? {
+            request = request.with_copy_to(target, data);
+        }
+        let ports: Vec<u16> = svc.ports.values().copied().collect();
+        let memory = svc.memory;
+        request = request.with_host_config_modifier(move |hc| {
+            // Published ports bind to loopback only: the platform is for this machine.
+            hc.publish_all_ports = Some(false);
+            hc.port_bindings = Some(
+                ports
+                    .iter()
+                    .map(|p| {
+                        (
+                            format!("{p}/tcp"),
+                            Some(vec![PortBinding {
+                                host_ip: Some("127.0.0.1".into()),
+                                host_port: Some(String::new()),
+                            }]),
+                        )
+                    })
+                    .collect(),
+            );
+            if let Some(m) = memory {
+                hc.memory = Some(m as i64);
+            }
+        });
+
+        let container = request
+            .start()
+            .await
+            .map_err(|e| self.fail(format!("could not start its container: {e}"), String::new()))?;
+        let container_id = container.id().to_string();
+        let keep = |c| {
+            if let Ok(mut all) = self.containers.lock() {
+                all.push(c);
+            }
+        };
+
+        let mut host_ports = BTreeMap::new();
+        for (pname, p) in &svc.ports {
+            match container.get_host_port_ipv4(p.tcp()).await {
+                Ok(hp) => {
+                    host_ports.insert(pname.clone(), hp);
+                }
+                Err(e) => {
+                    let tail = docker::log_tail(&self.docker, &container_id, LOG_TAIL_LINES).await;
+                    keep(container);
+                    return Err(self.fail(format!("port {p} was not published: {e}"), tail));
+                }
+            }
+        }
+        let vars = |key: &str| -> Option<String> {
+            if let Some(p) = key.strip_prefix("port.") {
+                host_ports.get(p).map(|v| v.to_string())
+            } else if key == "host" {
+                Some("127.0.0.1".into())
+            } else {
+                secret(key)
+            }
+        };
+
+        let mut outcome = Ok(());
+        for argv in &svc.after_start {
+            let argv: Result<Vec<String>, String> =
+                argv.iter().map(|a| template::render(a, vars)).collect();
+            let result = match argv {
+                Ok(argv) => run_exec(&self.docker, &container_id, argv).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                outcome = Err(format!("after-start command failed: {e}"));
+                break;
+            }
+        }
+        if outcome.is_ok() {
+            let probe = Probe {
+                docker: &self.docker,
+                container: &container,
+                host_ports: &host_ports,
+                container_ports: &svc.ports,
+                network: &self.network,
+            };
+            outcome = readiness::wait_ready(&probe, &svc.ready, svc.startup_timeout).await;
+        }
+        if let Err(message) = outcome {
+            let tail = docker::log_tail(&self.docker, &container_id, LOG_TAIL_LINES).await;
+            keep(container);
+            return Err(self.fail(message, tail));
+        }
+
+        let params = svc
+            .endpoint
+            .iter()
+            .map(|(k, v)| template::render(v, vars).map(|v| (k.clone(), v)))
+            .collect::<Result<BTreeMap<_, _>, _>>()
+            .map_err(|e| self.fail(e, String::new()));
+        keep(container);
+        Ok(Started {
+            endpoint: Endpoint {
+                service: svc.name.clone(),
+                host: "127.0.0.1".into(),
+                ports: host_ports,
+                params: params?,
+            },
+            container_id,
+        })
+    }
+
+    /// Files to copy in, read (and rendered, for templates) before the container starts.
+    fn copies(&self) -> Result<Vec<(String, CopyDataSource)>, String> {
+        let mut out = Vec::new();
+        for c in &self.svc.copy {
+            let from = self.base_dir.join(&c.from);
+            let files = files_below(&from).map_err(|e| format!("copy {}: {e}", from.display()))?;
+            for (rel, path) in files {
+                let target = if rel.as_os_str().is_empty() {
+                    c.to.clone()
+                } else {
+                    format!("{}/{}", c.to.trim_end_matches('/'), rel.display())
+                };
+                let bytes =
+                    std::fs::read(&path).map_err(|e| format!("copy {}: {e}", path.display()))?;
+                let data = if c.template {
+                    let text = String::from_utf8(bytes).map_err(|_| {
+                        format!("copy {}: a template must be UTF-8 text", path.display())
+                    })?;
+                    template::render(&text, |k| {
+                        k.strip_prefix("secret.")
+                            .and_then(|s| self.secrets.get(s))
+                            .map(str::to_string)
+                    })
+                    .map_err(|e| format!("copy {}: {e}", path.display()))?
+                    .into_bytes()
+                } else {
+                    bytes
+                };
+                out.push((target, CopyDataSource::Data(data)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A file as itself (empty relative path), or a directory's files with their paths
+/// relative to it.
+fn files_below(path: &Path) -> std::io::Result<Vec<(std::path::PathBuf, std::path::PathBuf)>> {
+    if path.is_file() {
+        return Ok(vec![(Default::default(), path.to_path_buf())]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let p = entry?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(path).unwrap_or(&p).to_path_buf();
+                out.push((rel, p));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+async fn run_exec(docker: &Docker, container_id: &str, argv: Vec<String>) -> Result<(), String> {
+    match docker::exec(docker, container_id, &argv).await? {
+        (0, _) => Ok(()),
+        (code, output) => Err(format!(
+            "`{}` exited {code}: {}",
+            argv.join(" "),
+            output.trim()
+        )),
+    }
+}

@@ -1,0 +1,67 @@
+//! Platform backends: containers started for the run, or an already-running platform.
+//! Checks only ever see `Endpoint`s.
+
+pub mod containers;
+pub mod docker;
+pub mod endpoint;
+pub mod images;
+pub mod readiness;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use endpoint::Endpoint;
+
+/// A service that could not be made ready, with what it logged.
+#[derive(Debug, Clone)]
+pub struct ServiceFailure {
+    pub service: String,
+    pub message: String,
+    pub log_tail: String,
+}
+
+impl std::fmt::Display for ServiceFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "service `{}` {}", self.service, self.message)
+    }
+}
+
+/// One service's start, for the report.
+#[derive(Debug, Clone)]
+pub struct ServiceStart {
+    pub service: String,
+    pub image: String,
+    pub ready_in: Option<Duration>,
+    pub failure: Option<String>,
+    pub log_tail: String,
+}
+
+pub enum Platform {
+    Containers(containers::ContainerPlatform),
+}
+
+impl Platform {
+    pub async fn endpoint(&self, service: &str) -> Result<Endpoint, Arc<ServiceFailure>> {
+        match self {
+            Self::Containers(c) => c.endpoint(service).await,
+        }
+    }
+
+    pub async fn log_tail(&self, service: &str) -> Option<String> {
+        match self {
+            Self::Containers(c) => c.log_tail(service).await,
+        }
+    }
+
+    pub fn timings(&self) -> Vec<ServiceStart> {
+        match self {
+            Self::Containers(c) => c.timings(),
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        match self {
+            Self::Containers(c) => c.shutdown().await,
+        }
+    }
+}

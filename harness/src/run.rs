@@ -1,0 +1,361 @@
+//! One run: load the specs, select what the filters leave, start those services, run each
+//! check as a libtest trial, tear everything down, write the reports.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use tokio::sync::watch;
+
+use crate::checks::{run_check, CheckRun, Outcome, Vars};
+use crate::platform::containers::ContainerPlatform;
+use crate::platform::{docker, Platform};
+use crate::report::{console, junit, CheckRecord, RunReport};
+use crate::secrets::{Masker, Secrets};
+use crate::spec::{graph, Check, Spec};
+
+/// Where the inputs and outputs of a run are. Environment variables override the
+/// defaults below the repository root.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub platform: PathBuf,
+    pub suites: PathBuf,
+    pub junit: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env(root: &Path) -> Self {
+        let var = |k: &str, default: PathBuf| std::env::var_os(k).map_or(default, PathBuf::from);
+        Self {
+            platform: var("PLATFORM_SPEC", root.join("fixtures/platform.toml")),
+            suites: var("PLATFORM_SUITES", root.join("suites")),
+            junit: var("PLATFORM_JUNIT", root.join("target/platform-junit.xml")),
+        }
+    }
+}
+
+/// Trials wait on the network, not the CPU; libtest's default (one per core) would leave
+/// a 2-core machine idle while a broker starts.
+const DEFAULT_TEST_THREADS: usize = 4;
+
+/// `cargo test --test platform` entry point.
+pub fn libtest_main(root: &Path) -> ExitCode {
+    let mut args = Arguments::from_args();
+    args.test_threads.get_or_insert(DEFAULT_TEST_THREADS);
+    let paths = Paths::from_env(root);
+    let spec = match Spec::load(&paths.platform, &paths.suites) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: invalid platform or suite spec:\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let checks: Vec<Arc<Check>> = spec.checks().cloned().map(Arc::new).collect();
+    let listing: Vec<Trial> = checks.iter().map(|c| trial_stub(c)).collect();
+    if args.list {
+        return libtest_mimic::run(&args, listing).exit_code();
+    }
+    let selected: BTreeSet<String> = listing
+        .iter()
+        .filter(|t| !args.is_filtered_out(t) && !args.is_ignored(t))
+        .map(|t| t.name().to_string())
+        .collect();
+    match Session::start(&spec, &checks, &selected) {
+        Ok(session) => session.run_libtest(&args, checks, &paths.junit),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn trial_stub(c: &Check) -> Trial {
+    Trial::test(c.id(), || Ok(())).with_ignored_flag(c.ignore)
+}
+
+/// The services the selected checks talk to, with their dependencies.
+pub fn services_for<'a>(
+    spec: &Spec,
+    checks: impl IntoIterator<Item = &'a Check>,
+) -> BTreeSet<String> {
+    let deps: BTreeMap<String, Vec<String>> = spec
+        .platform
+        .services
+        .iter()
+        .map(|(n, s)| (n.clone(), s.depends_on.clone()))
+        .collect();
+    let wanted: BTreeSet<String> = checks.into_iter().flat_map(|c| c.services()).collect();
+    graph::closure(wanted.iter().map(String::as_str), &deps)
+}
+
+/// A started run. Dropping it removes every container of the run, also during a panic.
+pub struct Session {
+    rt: tokio::runtime::Runtime,
+    platform: Option<Platform>,
+    /// Why the platform could not start (engine down, image missing): every check that
+    /// needs a service errors with it.
+    platform_error: Option<String>,
+    masker: Masker,
+    run_id: String,
+    selected: BTreeSet<String>,
+    results: Mutex<HashMap<String, CheckRun>>,
+    done: watch::Sender<usize>,
+    records: Mutex<Vec<CheckRecord>>,
+    started: Instant,
+}
+
+impl Session {
+    pub fn start(
+        spec: &Spec,
+        checks: &[Arc<Check>],
+        selected: &BTreeSet<String>,
+    ) -> Result<Self, String> {
+        let secrets = Secrets::resolve(&spec.platform.secrets, spec.platform.base_dir())?;
+        let masker = secrets.masker();
+        console::init(masker.clone());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting the async runtime: {e}"))?;
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+        let needed = services_for(
+            spec,
+            checks
+                .iter()
+                .filter(|c| selected.contains(&c.id()))
+                .map(|c| c.as_ref()),
+        );
+        install_interrupt_cleanup(&run_id);
+        let (platform, platform_error) = if needed.is_empty() {
+            (None, None)
+        } else {
+            console::say(format!(
+                "platform: run {run_id}: starting {}",
+                needed.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            match rt.block_on(ContainerPlatform::start(
+                &spec.platform,
+                &needed,
+                &secrets,
+                &run_id,
+            )) {
+                Ok(p) => (Some(Platform::Containers(p)), None),
+                Err(e) => {
+                    console::say(format!("error: {e}"));
+                    (None, Some(e))
+                }
+            }
+        };
+        Ok(Self {
+            rt,
+            platform,
+            platform_error,
+            masker,
+            run_id,
+            selected: selected.clone(),
+            results: Mutex::new(HashMap::new()),
+            done: watch::channel(0).0,
+            records: Mutex::new(Vec::new()),
+            started: Instant::now(),
+        })
+    }
+
+    fn run_libtest(self, args: &Arguments, checks: Vec<Arc<Check>>, junit_path: &Path) -> ExitCode {
+        let session = Arc::new(self);
+        let trials: Vec<Trial> = checks
+            .into_iter()
+            .map(|c| {
+                let s = session.clone();
+                let ignore = c.ignore;
+                Trial::test(c.id(), move || s.trial(&c)).with_ignored_flag(ignore)
+            })
+            .collect();
+        let conclusion = libtest_mimic::run(args, trials);
+        let report = session.finish();
+        match junit::write(&report, &session.masker, junit_path) {
+            Ok(()) => console::say(format!(
+                "platform: JUnit report written to {}",
+                junit_path.display()
+            )),
+            Err(e) => console::say(format!("error: {e}")),
+        }
+        conclusion.exit_code()
+    }
+
+    /// Runs one check to completion and records it; `Err` carries libtest's message.
+    pub fn trial(&self, check: &Check) -> Result<(), Failed> {
+        let record = self.rt.block_on(self.execute(check));
+        let message = match &record.outcome {
+            Outcome::Passed => None,
+            Outcome::Failed(m) => Some(format!("FAILED: {m}")),
+            Outcome::Errored(m) => Some(format!("ERROR: {m}")),
+        };
+        let mut text = message.clone().unwrap_or_default();
+        if message.is_some() {
+            text.push_str(&format!("\n  at {}", record.location));
+            for (svc, tail) in &record.service_logs {
+                let last: Vec<&str> = tail.lines().rev().take(15).collect();
+                text.push_str(&format!("\n  last log lines of {svc}:"));
+                for l in last.into_iter().rev() {
+                    text.push_str(&format!("\n    {l}"));
+                }
+            }
+        }
+        if let Ok(mut r) = self.records.lock() {
+            r.push(record);
+        }
+        match message {
+            None => Ok(()),
+            Some(_) => Err(Failed::from(self.masker.mask(&text))),
+        }
+    }
+
+    async fn execute(&self, check: &Check) -> CheckRecord {
+        let started = Instant::now();
+        let run = match self.prepare(check).await {
+            Ok((endpoints, vars)) => run_check(check, &endpoints, vars).await,
+            Err(outcome) => CheckRun {
+                outcome,
+                steps: Vec::new(),
+                vars: Vars::new(),
+                duration: started.elapsed(),
+            },
+        };
+        let mut service_logs = Vec::new();
+        if !run.outcome.is_pass() {
+            if let Some(p) = &self.platform {
+                for s in check.services() {
+                    if let Some(tail) = p.log_tail(&s).await {
+                        service_logs.push((s, tail));
+                    }
+                }
+            }
+        }
+        let record = CheckRecord {
+            suite: check.suite.clone(),
+            name: check.name.clone(),
+            location: check.location.clone(),
+            outcome: run.outcome.clone(),
+            duration: run.duration,
+            steps: run.steps.clone(),
+            service_logs,
+        };
+        if let Ok(mut r) = self.results.lock() {
+            r.insert(check.id(), run);
+        }
+        self.done.send_modify(|n| *n += 1);
+        record
+    }
+
+    /// Waits for the check's predecessors and services; `Err` is why it cannot run.
+    async fn prepare(
+        &self,
+        check: &Check,
+    ) -> Result<(BTreeMap<String, crate::platform::Endpoint>, Vars), Outcome> {
+        let mut vars = Vars::new();
+        for need in &check.needs {
+            let id = format!("{}::{need}", check.suite);
+            if !self.selected.contains(&id) {
+                return Err(Outcome::Errored(format!(
+                    "not run: it needs `{need}`, which is not selected in this run (widen the filter)"
+                )));
+            }
+            let run = self.wait_for(&id).await;
+            if !run.outcome.is_pass() {
+                return Err(Outcome::Errored(format!(
+                    "not run: it needs `{need}`, which did not pass"
+                )));
+            }
+            vars.extend(run.vars);
+        }
+        let mut endpoints = BTreeMap::new();
+        for s in check.services() {
+            let ep = match (&self.platform, &self.platform_error) {
+                (Some(p), _) => p.endpoint(&s).await.map_err(|f| {
+                    let mut m = f.to_string();
+                    if !f.log_tail.is_empty() {
+                        m.push_str(&format!(
+                            "\n--- last log lines of {} ---\n{}",
+                            f.service, f.log_tail
+                        ));
+                    }
+                    Outcome::Errored(m)
+                })?,
+                (None, Some(e)) => return Err(Outcome::Errored(e.clone())),
+                (None, None) => {
+                    return Err(Outcome::Errored(format!("service `{s}` was not started")))
+                }
+            };
+            endpoints.insert(s, ep);
+        }
+        Ok((endpoints, vars))
+    }
+
+    async fn wait_for(&self, id: &str) -> CheckRun {
+        let mut rx = self.done.subscribe();
+        loop {
+            if let Some(r) = self.results.lock().ok().and_then(|r| r.get(id).cloned()) {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                return CheckRun {
+                    outcome: Outcome::Errored("the run ended first".into()),
+                    steps: Vec::new(),
+                    vars: Vars::new(),
+                    duration: Default::default(),
+                };
+            }
+        }
+    }
+
+    /// Tears the platform down and returns everything recorded.
+    pub fn finish(&self) -> RunReport {
+        let services = self
+            .platform
+            .as_ref()
+            .map(|p| p.timings())
+            .unwrap_or_default();
+        if let Some(p) = &self.platform {
+            self.rt.block_on(p.shutdown());
+        }
+        let mut checks = self.records.lock().map(|r| r.clone()).unwrap_or_default();
+        checks.sort_by(|a, b| (&a.suite, &a.location.line).cmp(&(&b.suite, &b.location.line)));
+        RunReport {
+            checks,
+            services,
+            wall: self.started.elapsed(),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // After `finish` this finds nothing; during a panic it is the cleanup.
+        docker::remove_run_blocking(&self.run_id);
+    }
+}
+
+static INTERRUPTED_RUN: Mutex<Option<String>> = Mutex::new(None);
+
+/// Ctrl-C and SIGTERM remove the run's containers and network before exiting.
+fn install_interrupt_cleanup(run_id: &str) {
+    let first = INTERRUPTED_RUN
+        .lock()
+        .map(|mut r| r.replace(run_id.to_string()).is_none())
+        .unwrap_or(false);
+    if first {
+        let _ = ctrlc::set_handler(|| {
+            let run = INTERRUPTED_RUN.lock().ok().and_then(|r| r.clone());
+            if let Some(run) = run {
+                eprintln!("\nplatform: interrupted; removing the containers of run {run}");
+                let removed = docker::remove_run_blocking(&run);
+                eprintln!("platform: removed {} object(s)", removed.len());
+            }
+            std::process::exit(130);
+        });
+    }
+}

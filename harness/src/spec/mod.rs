@@ -1,0 +1,62 @@
+//! File formats: the platform spec and the suites, parsed and validated before anything
+//! starts. Every error names file, line and column.
+
+pub mod error;
+pub mod graph;
+pub mod platform;
+pub mod suite;
+pub mod template;
+
+use std::path::Path;
+
+pub use error::{SpecError, SpecErrors};
+pub use platform::PlatformSpec;
+pub use suite::{Check, Suite};
+
+/// The platform and every suite found in a directory (`*.toml`, sorted by name).
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub platform: PlatformSpec,
+    pub suites: Vec<Suite>,
+}
+
+impl Spec {
+    pub fn load(platform_file: &Path, suites_dir: &Path) -> Result<Self, SpecErrors> {
+        let platform = PlatformSpec::load(platform_file)?;
+        let mut files: Vec<_> = std::fs::read_dir(suites_dir)
+            .map_err(|e| SpecError::file(suites_dir, format!("cannot read suites directory: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let mut errors = Vec::new();
+        let mut suites: Vec<Suite> = Vec::new();
+        for f in &files {
+            match Suite::load(f, &platform) {
+                Ok(s) => {
+                    if let Some(other) = suites.iter().find(|o| o.name == s.name) {
+                        errors.push(SpecError::file(
+                            f,
+                            format!(
+                                "suite name `{}` is already used by {}",
+                                s.name,
+                                other.file.display()
+                            ),
+                        ));
+                    }
+                    suites.push(s);
+                }
+                Err(e) => errors.extend(e.0),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self { platform, suites })
+        } else {
+            Err(SpecErrors(errors))
+        }
+    }
+
+    pub fn checks(&self) -> impl Iterator<Item = &Check> {
+        self.suites.iter().flat_map(|s| s.checks.iter())
+    }
+}

@@ -1,0 +1,461 @@
+//! `platform.toml`: the services a run may start, how to start them and when they are ready.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::error::{SpecError, SpecErrors};
+use super::graph;
+use super::template;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlatformFile {
+    #[serde(default)]
+    secrets: BTreeMap<String, Spanned<SecretSource>>,
+    services: BTreeMap<String, Spanned<ServiceFile>>,
+}
+
+/// Where a secret's value comes from. Values never appear in a spec that reports quote.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// Environment variable holding the value.
+    pub env: Option<String>,
+    /// File holding the value (trailing newline trimmed).
+    pub file: Option<PathBuf>,
+    /// Used when `env` is unset: fine for throwaway test containers, never for staging.
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceFile {
+    image: String,
+    upstream_image: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    command: Vec<String>,
+    #[serde(default)]
+    ports: BTreeMap<String, u16>,
+    #[serde(default)]
+    copy: Vec<CopySpec>,
+    #[serde(default)]
+    depends_on: Vec<Spanned<String>>,
+    ready: Vec<Spanned<ReadyFile>>,
+    #[serde(default, with = "humantime_serde")]
+    startup_timeout: Option<Duration>,
+    memory: Option<bytesize::ByteSize>,
+    #[serde(default)]
+    after_start: Vec<Vec<String>>,
+    #[serde(default)]
+    endpoint: BTreeMap<String, String>,
+}
+
+/// A file or directory copied into the container before it starts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopySpec {
+    /// Relative to the platform file's directory.
+    pub from: PathBuf,
+    /// Absolute path in the container; for a directory, its files land below it.
+    pub to: String,
+    /// Render `${secret.*}` in the files' contents (for configs that need credentials).
+    #[serde(default)]
+    pub template: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadyFile {
+    log: Option<String>,
+    times: Option<usize>,
+    http: Option<String>,
+    port: Option<String>,
+    status: Option<u16>,
+    body_matches: Option<String>,
+    tcp: Option<String>,
+    command: Option<Vec<String>>,
+}
+
+/// When a started service counts as ready. All conditions of a service must hold.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadyCondition {
+    /// The line appears `times` times in the container's output.
+    Log { line: String, times: usize },
+    /// An HTTP GET on the named port answers `status`, with a body matching the regex if given.
+    Http {
+        port: String,
+        path: String,
+        status: u16,
+        body_matches: Option<String>,
+    },
+    /// A TCP connection to the named port is accepted.
+    Tcp { port: String },
+    /// A command run in the container exits 0.
+    Command { argv: Vec<String> },
+}
+
+impl std::fmt::Display for ReadyCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Log { line, times } => write!(f, "log line {line:?} seen {times} time(s)"),
+            Self::Http {
+                port,
+                path,
+                status,
+                body_matches,
+            } => {
+                write!(f, "HTTP GET {path} on port `{port}` answers {status}")?;
+                if let Some(re) = body_matches {
+                    write!(f, " with a body matching /{re}/")?;
+                }
+                Ok(())
+            }
+            Self::Tcp { port } => write!(f, "TCP connect to port `{port}`"),
+            Self::Command { argv } => write!(f, "command {argv:?} exits 0"),
+        }
+    }
+}
+
+/// One service of the platform, validated.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub image: String,
+    pub upstream_image: Option<String>,
+    /// Values may hold `${secret.*}`.
+    pub env: BTreeMap<String, String>,
+    pub command: Vec<String>,
+    /// Named container ports.
+    pub ports: BTreeMap<String, u16>,
+    pub copy: Vec<CopySpec>,
+    pub depends_on: Vec<String>,
+    pub ready: Vec<ReadyCondition>,
+    pub startup_timeout: Duration,
+    pub memory: Option<u64>,
+    /// Commands run in the container once it started and its ports are known, before
+    /// readiness: `${port.NAME}` is the host port (for brokers that advertise it).
+    pub after_start: Vec<Vec<String>>,
+    /// Parameters handed to checks (user, database, ...). May hold `${secret.*}`.
+    pub endpoint: BTreeMap<String, String>,
+}
+
+/// The validated platform.
+#[derive(Debug, Clone)]
+pub struct PlatformSpec {
+    pub file: PathBuf,
+    pub secrets: BTreeMap<String, SecretSource>,
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl PlatformSpec {
+    pub fn load(file: &Path) -> Result<Self, SpecErrors> {
+        let source = std::fs::read_to_string(file)
+            .map_err(|e| SpecError::file(file, format!("cannot read platform spec: {e}")))?;
+        Self::parse(file, &source)
+    }
+
+    pub fn parse(file: &Path, source: &str) -> Result<Self, SpecErrors> {
+        let raw: PlatformFile =
+            toml::from_str(source).map_err(|e| SpecError::from_toml(file, source, &e))?;
+        let mut errors = Vec::new();
+        let err =
+            |span: std::ops::Range<usize>, msg: String| SpecError::at(file, source, span, msg);
+
+        for (name, secret) in &raw.secrets {
+            let s = secret.get_ref();
+            if s.env.is_none() && s.file.is_none() && s.default.is_none() {
+                errors.push(err(
+                    secret.span(),
+                    format!("secret `{name}`: give at least one of `env`, `file`, `default`"),
+                ));
+            }
+        }
+
+        let mut services = BTreeMap::new();
+        for (name, spanned) in &raw.services {
+            let svc = spanned.get_ref();
+            let span = spanned.span();
+            for dep in &svc.depends_on {
+                if !raw.services.contains_key(dep.get_ref()) {
+                    errors.push(err(
+                        dep.span(),
+                        format!(
+                            "service `{name}`, field `depends_on`: service `{}` is not defined",
+                            dep.get_ref()
+                        ),
+                    ));
+                }
+            }
+            let mut ready = Vec::new();
+            if svc.ready.is_empty() {
+                errors.push(err(
+                    span.clone(),
+                    format!(
+                        "service `{name}`, field `ready`: give at least one readiness condition"
+                    ),
+                ));
+            }
+            for r in &svc.ready {
+                match ready_condition(r.get_ref(), &svc.ports) {
+                    Ok(c) => ready.push(c),
+                    Err(msg) => errors.push(err(
+                        r.span(),
+                        format!("service `{name}`, field `ready`: {msg}"),
+                    )),
+                }
+            }
+            let templated = svc
+                .env
+                .values()
+                .chain(svc.endpoint.values())
+                .chain(svc.after_start.iter().flatten());
+            for t in templated {
+                for key in template::keys(t) {
+                    if let Some(problem) = unknown_reference(&key, &raw.secrets, &svc.ports) {
+                        errors.push(err(span.clone(), format!("service `{name}`: {problem}")));
+                    }
+                }
+            }
+            services.insert(
+                name.clone(),
+                ServiceSpec {
+                    name: name.clone(),
+                    image: svc.image.clone(),
+                    upstream_image: svc.upstream_image.clone(),
+                    env: svc.env.clone(),
+                    command: svc.command.clone(),
+                    ports: svc.ports.clone(),
+                    copy: svc.copy.clone(),
+                    depends_on: svc.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
+                    ready,
+                    startup_timeout: svc.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
+                    memory: svc.memory.map(|m| m.as_u64()),
+                    after_start: svc.after_start.clone(),
+                    endpoint: svc.endpoint.clone(),
+                },
+            );
+        }
+
+        if errors.is_empty() {
+            let deps = services
+                .iter()
+                .map(|(n, s)| (n.clone(), s.depends_on.clone()))
+                .collect();
+            if let Err(cycle) = graph::check_acyclic(&deps) {
+                let first = &cycle[0];
+                let span = raw.services[first].span();
+                errors.push(err(
+                    span,
+                    format!(
+                        "field `depends_on`: dependency cycle {}",
+                        cycle.join(" -> ")
+                    ),
+                ));
+            }
+        }
+
+        if errors.is_empty() {
+            Ok(Self {
+                file: file.to_path_buf(),
+                secrets: raw
+                    .secrets
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_inner()))
+                    .collect(),
+                services,
+            })
+        } else {
+            Err(SpecErrors(errors))
+        }
+    }
+
+    /// The directory relative paths in the spec start from.
+    pub fn base_dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+}
+
+fn ready_condition(r: &ReadyFile, ports: &BTreeMap<String, u16>) -> Result<ReadyCondition, String> {
+    let kinds = [
+        r.log.is_some(),
+        r.http.is_some(),
+        r.tcp.is_some(),
+        r.command.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err("give exactly one of `log`, `http`, `tcp`, `command`".into());
+    }
+    let known_port = |p: &str| {
+        if ports.contains_key(p) {
+            Ok(p.to_string())
+        } else {
+            Err(format!("port `{p}` is not among the service's `ports`"))
+        }
+    };
+    if let Some(line) = &r.log {
+        if r.port.is_some() || r.status.is_some() || r.body_matches.is_some() {
+            return Err("`log` takes only `times`".into());
+        }
+        return Ok(ReadyCondition::Log {
+            line: line.clone(),
+            times: r.times.unwrap_or(1).max(1),
+        });
+    }
+    if r.times.is_some() {
+        return Err("`times` goes with `log` only".into());
+    }
+    if let Some(path) = &r.http {
+        let port = r
+            .port
+            .as_deref()
+            .ok_or("`http` needs `port`, the name of one of the service's ports")?;
+        if let Some(re) = &r.body_matches {
+            regex::Regex::new(re).map_err(|e| format!("`body_matches`: {e}"))?;
+        }
+        return Ok(ReadyCondition::Http {
+            port: known_port(port)?,
+            path: path.clone(),
+            status: r.status.unwrap_or(200),
+            body_matches: r.body_matches.clone(),
+        });
+    }
+    if r.port.is_some() || r.status.is_some() || r.body_matches.is_some() {
+        return Err("`port`, `status`, `body_matches` go with `http` only".into());
+    }
+    if let Some(port) = &r.tcp {
+        return Ok(ReadyCondition::Tcp {
+            port: known_port(port)?,
+        });
+    }
+    let argv = r.command.clone().unwrap_or_default();
+    if argv.is_empty() {
+        return Err("`command` must not be empty".into());
+    }
+    Ok(ReadyCondition::Command { argv })
+}
+
+fn unknown_reference<T>(
+    key: &str,
+    secrets: &BTreeMap<String, T>,
+    ports: &BTreeMap<String, u16>,
+) -> Option<String> {
+    if let Some(s) = key.strip_prefix("secret.") {
+        (!secrets.contains_key(s)).then(|| format!("`${{{key}}}`: secret `{s}` is not defined"))
+    } else if let Some(p) = key.strip_prefix("port.") {
+        (!ports.contains_key(p)).then(|| format!("`${{{key}}}`: port `{p}` is not defined"))
+    } else if key == "host" {
+        None
+    } else {
+        Some(format!(
+            "`${{{key}}}`: only `${{secret.NAME}}`, `${{port.NAME}}` and `${{host}}` can be used here"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const GOOD: &str = r#"
+[secrets]
+pg = { env = "PG_PASSWORD", default = "dev" }
+
+[services.postgres]
+image = "platform-kit/postgres:15"
+env = { POSTGRES_PASSWORD = "${secret.pg}" }
+ports = { sql = 5432 }
+ready = [{ log = "ready to accept connections", times = 2 }]
+startup_timeout = "30s"
+memory = "512 MiB"
+endpoint = { user = "postgres", password = "${secret.pg}" }
+
+[services.mlflow]
+image = "platform-kit/mlflow:3"
+ports = { http = 5000 }
+depends_on = ["postgres"]
+ready = [{ http = "/health", port = "http" }]
+"#;
+
+    fn parse(src: &str) -> Result<PlatformSpec, SpecErrors> {
+        PlatformSpec::parse(Path::new("platform.toml"), src)
+    }
+
+    #[test]
+    fn parses_a_good_platform() {
+        let p = parse(GOOD).unwrap();
+        let pg = &p.services["postgres"];
+        assert_eq!(pg.startup_timeout, Duration::from_secs(30));
+        assert_eq!(pg.memory, Some(512 * 1024 * 1024));
+        assert_eq!(
+            pg.ready,
+            vec![ReadyCondition::Log {
+                line: "ready to accept connections".into(),
+                times: 2
+            }]
+        );
+        assert_eq!(p.services["mlflow"].depends_on, vec!["postgres"]);
+        assert_eq!(
+            p.services["mlflow"].startup_timeout,
+            DEFAULT_STARTUP_TIMEOUT
+        );
+    }
+
+    #[rstest]
+    #[case::unknown_key("imagee = \"i\"", "platform.toml:5:1: unknown field `imagee`")]
+    #[case::wrong_type("startup_timeout = 5", "platform.toml:5:19:")]
+    fn rejects_bad_service_fields(#[case] extra: &str, #[case] expected: &str) {
+        let src = format!(
+            "[services.x]\nimage = \"i\"\nports = {{ p = 1 }}\nready = [{{ tcp = \"p\" }}]\n{extra}\n"
+        );
+        let err = parse(&src).unwrap_err().to_string();
+        assert!(err.starts_with(expected), "{err}");
+    }
+
+    #[rstest]
+    #[case::undefined_dependency(
+        "depends_on = [\"nope\"]\nready = [{ tcp = \"p\" }]",
+        "platform.toml:4:15: service `x`, field `depends_on`: service `nope` is not defined"
+    )]
+    #[case::two_conditions_in_one("ready = [{ tcp = \"p\", log = \"x\" }]", "exactly one of")]
+    #[case::unknown_port("ready = [{ tcp = \"q\" }]", "port `q` is not among")]
+    #[case::unknown_secret(
+        "ready = [{ tcp = \"p\" }]\nenv = { A = \"${secret.nope}\" }",
+        "secret `nope` is not defined"
+    )]
+    #[case::bad_regex(
+        "ready = [{ http = \"/\", port = \"p\", body_matches = \"(\" }]",
+        "`body_matches`"
+    )]
+    #[case::no_readiness("ready = []", "at least one readiness condition")]
+    fn rejects_bad_semantics(#[case] body: &str, #[case] expected: &str) {
+        let src = format!("[services.x]\nimage = \"i\"\nports = {{ p = 1 }}\n{body}\n");
+        let err = parse(&src).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+
+    #[test]
+    fn rejects_a_dependency_cycle() {
+        let src = r#"
+[services.a]
+image = "i"
+depends_on = ["b"]
+ready = [{ command = ["true"] }]
+[services.b]
+image = "i"
+depends_on = ["a"]
+ready = [{ command = ["true"] }]
+"#;
+        let err = parse(src).unwrap_err().to_string();
+        assert!(err.contains("dependency cycle a -> b -> a"), "{err}");
+        assert!(err.starts_with("platform.toml:2:1"), "{err}");
+    }
+}

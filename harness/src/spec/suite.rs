@@ -1,0 +1,362 @@
+//! `suites/*.toml`: checks made of steps, each step one action with expectations,
+//! captures and a retry policy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::error::{SpecError, SpecErrors};
+use super::platform::PlatformSpec;
+use crate::checks::assert::{Assertion, ExpectSpec};
+use crate::checks::{self, Action, Capture};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuiteFile {
+    name: Option<String>,
+    description: Option<String>,
+    /// Default service of the suite's steps.
+    service: Option<Spanned<String>>,
+    #[serde(default, rename = "check")]
+    checks: Vec<Spanned<CheckFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckFile {
+    name: Spanned<String>,
+    description: Option<String>,
+    service: Option<Spanned<String>>,
+    /// Checks of the same suite that must pass first; their captures are visible here.
+    #[serde(default)]
+    needs: Vec<Spanned<String>>,
+    #[serde(default)]
+    ignore: bool,
+    /// Deadline of the whole check.
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default, rename = "step")]
+    steps: Vec<Spanned<StepFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    name: Option<String>,
+    service: Option<Spanned<String>>,
+    // One field per action namespace; exactly one is set. A new check kind adds its
+    // field here and its variant to `Action`.
+    postgres: Option<checks::postgres::PostgresAction>,
+    http: Option<checks::http::HttpAction>,
+    #[serde(default)]
+    expect: Vec<Spanned<ExpectSpec>>,
+    /// Variable name -> JSONPath into the step's output.
+    #[serde(default)]
+    capture: BTreeMap<String, Spanned<String>>,
+    retry: Option<RetryFile>,
+    /// Keep retrying until this deadline (at `retry.interval`, default 1 s).
+    #[serde(default, with = "humantime_serde")]
+    within: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryFile {
+    attempts: usize,
+    #[serde(default, with = "humantime_serde")]
+    interval: Option<Duration>,
+}
+
+/// How often a step is tried before its result counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts after the first one; `None` with a deadline means "until the deadline".
+    pub retries: Option<usize>,
+    pub interval: Duration,
+    pub within: Option<Duration>,
+}
+
+impl RetryPolicy {
+    pub const ONCE: Self = Self {
+        retries: Some(0),
+        interval: Duration::from_secs(1),
+        within: None,
+    };
+}
+
+/// Where a check comes from, for reports ("suites/kafka.toml:12").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub label: String,
+    pub service: String,
+    pub action: Action,
+    pub expect: Vec<Assertion>,
+    pub capture: Vec<Capture>,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub suite: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub location: Location,
+    pub steps: Vec<Step>,
+    pub needs: Vec<String>,
+    pub ignore: bool,
+    pub timeout: Option<Duration>,
+}
+
+impl Check {
+    /// The libtest trial name: `suite::check`.
+    pub fn id(&self) -> String {
+        format!("{}::{}", self.suite, self.name)
+    }
+
+    /// Services this check talks to (not counting their dependencies).
+    pub fn services(&self) -> BTreeSet<String> {
+        self.steps.iter().map(|s| s.service.clone()).collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub name: String,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub checks: Vec<Check>,
+}
+
+impl Suite {
+    pub fn load(file: &Path, platform: &PlatformSpec) -> Result<Self, SpecErrors> {
+        let source = std::fs::read_to_string(file)
+            .map_err(|e| SpecError::file(file, format!("cannot read suite: {e}")))?;
+        Self::parse(file, &source, platform)
+    }
+
+    pub fn parse(file: &Path, source: &str, platform: &PlatformSpec) -> Result<Self, SpecErrors> {
+        let raw: SuiteFile =
+            toml::from_str(source).map_err(|e| SpecError::from_toml(file, source, &e))?;
+        let err =
+            |span: std::ops::Range<usize>, msg: String| SpecError::at(file, source, span, msg);
+        let mut errors = Vec::new();
+        let name = raw.name.clone().unwrap_or_else(|| {
+            file.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        let known_service = |s: &Spanned<String>, errors: &mut Vec<SpecError>| {
+            if !platform.services.contains_key(s.get_ref()) {
+                errors.push(err(
+                    s.span(),
+                    format!(
+                        "field `service`: service `{}` is not defined in {}",
+                        s.get_ref(),
+                        platform.file.display()
+                    ),
+                ));
+            }
+        };
+        if let Some(s) = &raw.service {
+            known_service(s, &mut errors);
+        }
+
+        let mut checks = Vec::new();
+        let mut seen = BTreeSet::new();
+        for spanned in &raw.checks {
+            let c = spanned.get_ref();
+            let check_name = c.name.get_ref().clone();
+            if !seen.insert(check_name.clone()) {
+                errors.push(err(
+                    c.name.span(),
+                    format!("field `name`: check `{check_name}` is defined twice"),
+                ));
+            }
+            if check_name.is_empty() || check_name.contains("::") {
+                errors.push(err(
+                    c.name.span(),
+                    "field `name`: must be non-empty and must not contain `::`".into(),
+                ));
+            }
+            if let Some(s) = &c.service {
+                known_service(s, &mut errors);
+            }
+            for n in &c.needs {
+                let defined_before = raw
+                    .checks
+                    .iter()
+                    .take_while(|o| !std::ptr::eq(o.get_ref(), c))
+                    .any(|o| o.get_ref().name.get_ref() == n.get_ref());
+                if !defined_before {
+                    errors.push(err(
+                        n.span(),
+                        format!(
+                            "field `needs`: `{}` is not a check defined earlier in this suite",
+                            n.get_ref()
+                        ),
+                    ));
+                }
+            }
+            if c.steps.is_empty() {
+                errors.push(err(
+                    spanned.span(),
+                    format!("check `{check_name}`: give at least one `[[check.step]]`"),
+                ));
+            }
+            let mut steps = Vec::new();
+            for (i, s) in c.steps.iter().enumerate() {
+                match build_step(s, i, c, &raw, platform) {
+                    Ok(step) => steps.push(step),
+                    Err((span, msg)) => errors.push(err(
+                        span,
+                        format!("check `{check_name}`, step {}: {msg}", i + 1),
+                    )),
+                }
+            }
+            checks.push(Check {
+                suite: name.clone(),
+                name: check_name,
+                description: c.description.clone(),
+                location: Location {
+                    file: file.to_path_buf(),
+                    line: SpecError::at(file, source, spanned.span(), "").line,
+                },
+                steps,
+                needs: c.needs.iter().map(|n| n.get_ref().clone()).collect(),
+                ignore: c.ignore,
+                timeout: c.timeout,
+            });
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                name,
+                description: raw.description,
+                file: file.to_path_buf(),
+                checks,
+            })
+        } else {
+            Err(SpecErrors(errors))
+        }
+    }
+}
+
+impl StepFile {
+    fn action(&self) -> Result<Action, String> {
+        let mut set = Vec::new();
+        if let Some(a) = &self.postgres {
+            set.push(Action::Postgres(a.clone()));
+        }
+        if let Some(a) = &self.http {
+            set.push(Action::Http(a.clone()));
+        }
+        match set.len() {
+            1 => Ok(set.remove(0)),
+            0 => Err(format!(
+                "give one action, one of: {}",
+                Action::NAMESPACES.join(", ")
+            )),
+            _ => Err(format!(
+                "give one action per step, found {}",
+                set.iter()
+                    .map(Action::kind)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )),
+        }
+    }
+}
+
+type StepError = (std::ops::Range<usize>, String);
+
+fn build_step(
+    spanned: &Spanned<StepFile>,
+    index: usize,
+    check: &CheckFile,
+    suite: &SuiteFile,
+    platform: &PlatformSpec,
+) -> Result<Step, StepError> {
+    let s = spanned.get_ref();
+    let span = spanned.span();
+    let action = s.action().map_err(|m| (span.clone(), m))?;
+    let explicit = s
+        .service
+        .as_ref()
+        .or(check.service.as_ref())
+        .or(suite.service.as_ref());
+    let service = match explicit {
+        Some(sv) => sv.get_ref().clone(),
+        None => action
+            .default_service()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                (
+                    span.clone(),
+                    format!(
+                        "field `service`: `{}` needs a service to talk to",
+                        action.kind()
+                    ),
+                )
+            })?,
+    };
+    if !platform.services.contains_key(&service) {
+        let at = s.service.as_ref().map_or(span.clone(), |v| v.span());
+        return Err((
+            at,
+            format!("field `service`: service `{service}` is not defined in the platform spec"),
+        ));
+    }
+    let expect = s
+        .expect
+        .iter()
+        .map(|e| {
+            e.get_ref()
+                .compile()
+                .map_err(|m| (e.span(), format!("field `expect`: {m}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let capture = s
+        .capture
+        .iter()
+        .map(|(var, path)| {
+            Capture::new(var, path.get_ref())
+                .map_err(|m| (path.span(), format!("field `capture.{var}`: {m}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let retry = match (&s.retry, s.within) {
+        (None, None) => RetryPolicy::ONCE,
+        (r, within) => RetryPolicy {
+            retries: r.as_ref().map(|r| r.attempts.saturating_sub(1)),
+            interval: r
+                .as_ref()
+                .and_then(|r| r.interval)
+                .unwrap_or(Duration::from_secs(1)),
+            within,
+        },
+    };
+    Ok(Step {
+        label: s
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{} #{}", action.kind(), index + 1)),
+        service,
+        action,
+        expect,
+        capture,
+        retry,
+    })
+}
