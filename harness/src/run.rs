@@ -186,6 +186,11 @@ impl Session {
         conclusion.exit_code()
     }
 
+    /// Labels every container and network of this run (`org.platform-harness.run`).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     /// Runs one check to completion and records it; `Err` carries libtest's message.
     pub fn trial(&self, check: &Check) -> Result<(), Failed> {
         let record = self.rt.block_on(self.execute(check));
@@ -334,7 +339,13 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // After `finish` this finds nothing; during a panic it is the cleanup.
+        // During a panic (no `finish`), stop the containers while the runtime is still
+        // there: testcontainers' own drop needs one. The label sweep is the backstop.
+        if let Some(p) = self.platform.take() {
+            self.rt.block_on(p.shutdown());
+            let _in_runtime = self.rt.enter();
+            drop(p);
+        }
         docker::remove_run_blocking(&self.run_id);
     }
 }

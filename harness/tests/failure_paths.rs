@@ -1,0 +1,185 @@
+//! The harness's own failure paths against real containers: a service that never gets
+//! ready, a wrong password, a panic mid-run. Each asserts the verdict, the reason, and
+//! that nothing of the run is left on the engine.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use platform_harness::checks::Outcome;
+use platform_harness::platform::docker::{self, LABEL_RUN};
+use platform_harness::report::junit;
+use platform_harness::run::Session;
+use platform_harness::spec::{Check, Spec};
+use testcontainers::bollard::query_parameters::ListContainersOptionsBuilder;
+
+const POSTGRES: &str = r#"
+[services.{name}]
+image = "platform-kit/postgres:15"
+env = { POSTGRES_USER = "platform", POSTGRES_PASSWORD = "${secret.real}" }
+ports = { sql = 5432 }
+ready = [{ log = "{ready}", times = {times} }]
+startup_timeout = "{timeout}"
+endpoint = { user = "platform", password = "${secret.{login}}" }
+"#;
+
+fn postgres(name: &str, ready: &str, times: u32, timeout: &str, login: &str) -> String {
+    POSTGRES
+        .replace("{name}", name)
+        .replace("{ready}", ready)
+        .replace("{times}", &times.to_string())
+        .replace("{timeout}", timeout)
+        .replace("{login}", login)
+}
+
+const SECRETS: &str = r#"
+[secrets]
+real = { default = "real-secret-9f8e7d" }
+wrong = { default = "wrong-secret-1a2b3c" }
+"#;
+
+const READY: &str = "database system is ready to accept connections";
+
+/// A platform and one suite in a temporary directory, loaded like the real ones.
+fn spec(services: &str, suite: &str) -> (Spec, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("harness-fp-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("suites")).unwrap();
+    std::fs::write(dir.join("platform.toml"), format!("{SECRETS}{services}")).unwrap();
+    std::fs::write(dir.join("suites/t.toml"), suite).unwrap();
+    let spec = Spec::load(&dir.join("platform.toml"), &dir.join("suites")).unwrap();
+    (spec, dir)
+}
+
+fn checks(spec: &Spec) -> Vec<Arc<Check>> {
+    spec.checks().cloned().map(Arc::new).collect()
+}
+
+fn all(checks: &[Arc<Check>]) -> BTreeSet<String> {
+    checks.iter().map(|c| c.id()).collect()
+}
+
+fn containers_of(run_id: &str) -> usize {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let docker = docker::connect().unwrap();
+        let filter = HashMap::from([("label", vec![format!("{LABEL_RUN}={run_id}")])]);
+        docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filter)
+                    .build(),
+            ))
+            .await
+            .unwrap()
+            .len()
+    })
+}
+
+#[test]
+fn a_never_ready_service_fails_its_checks_with_condition_and_logs_while_others_pass() {
+    let services = postgres("stuck", "this line never appears", 1, "4s", "real")
+        + &postgres("healthy", READY, 2, "60s", "real");
+    let suite = r#"
+[[check]]
+name = "needs_stuck"
+service = "stuck"
+[[check.step]]
+postgres.connect = {}
+
+[[check]]
+name = "needs_healthy"
+service = "healthy"
+[[check.step]]
+postgres.connect = {}
+"#;
+    let (spec, _dir) = spec(&services, suite);
+    let checks = checks(&spec);
+    let session = Session::start(&spec, &checks, &all(&checks)).unwrap();
+    let run_id = session.run_id().to_string();
+
+    let stuck = session.trial(&checks[0]).unwrap_err();
+    let msg = stuck.message().unwrap_or_default().to_string();
+    assert!(msg.starts_with("ERROR: service `stuck`"), "{msg}");
+    assert!(
+        msg.contains("log line \"this line never appears\""),
+        "{msg}"
+    );
+    assert!(msg.contains("startup timeout of 4s"), "{msg}");
+    assert!(
+        msg.contains("last log lines of stuck") && msg.contains("database system"),
+        "{msg}"
+    );
+    assert!(
+        session.trial(&checks[1]).is_ok(),
+        "checks not needing it still run"
+    );
+
+    let report = session.finish();
+    assert!(matches!(report.checks[0].outcome, Outcome::Errored(_)));
+    let stuck_start = report
+        .services
+        .iter()
+        .find(|s| s.service == "stuck")
+        .unwrap();
+    assert!(stuck_start.failure.is_some() && !stuck_start.log_tail.is_empty());
+    drop(session);
+    assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
+}
+
+#[test]
+fn a_wrong_password_turns_the_report_red_with_the_reason_and_no_secret() {
+    let (spec, dir) = spec(
+        &postgres("postgres", READY, 2, "60s", "wrong"),
+        "[[check]]\nname = \"login\"\n[[check.step]]\npostgres.connect = {}\n",
+    );
+    let checks = checks(&spec);
+    let session = Session::start(&spec, &checks, &all(&checks)).unwrap();
+    let run_id = session.run_id().to_string();
+    let failed = session.trial(&checks[0]).unwrap_err();
+    let report = session.finish();
+
+    let msg = failed.message().unwrap_or_default();
+    assert!(
+        msg.contains("password authentication failed for user \"platform\""),
+        "{msg}"
+    );
+    let masker =
+        platform_harness::secrets::Secrets::resolve(&spec.platform.secrets, Path::new("."))
+            .unwrap()
+            .masker();
+    let path = dir.join("junit.xml");
+    junit::write(&report, &masker, &path).unwrap();
+    let xml = std::fs::read_to_string(&path).unwrap();
+    assert!(xml.contains("<error message=\"step 1"), "{xml}");
+    assert!(xml.contains("password authentication failed"), "{xml}");
+    for secret in ["real-secret-9f8e7d", "wrong-secret-1a2b3c"] {
+        assert!(!xml.contains(secret), "secret leaked into the JUnit file");
+        assert!(!msg.contains(secret), "secret leaked into the console");
+    }
+    drop(session);
+    assert_eq!(containers_of(&run_id), 0);
+}
+
+#[test]
+fn a_panic_mid_run_leaves_nothing_behind() {
+    let (spec, _dir) = spec(
+        &postgres("postgres", READY, 2, "60s", "real"),
+        "[[check]]\nname = \"login\"\n[[check.step]]\npostgres.connect = {}\n",
+    );
+    let checks = checks(&spec);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let session = Session::start(&spec, &checks, &all(&checks)).unwrap();
+        tx.send(session.run_id().to_string()).unwrap();
+        session.trial(&checks[0]).unwrap();
+        panic!("a bug in the middle of a run");
+    });
+    let run_id = rx.recv().unwrap();
+    assert!(worker.join().is_err(), "the thread panicked");
+    assert_eq!(
+        containers_of(&run_id),
+        0,
+        "the panic's unwinding removed the run"
+    );
+}
