@@ -4,6 +4,7 @@
 //! Data flow: `spec` (files) -> `platform` (endpoints) -> `checks` (outcomes) -> `report`.
 
 pub mod checks;
+pub mod clients;
 pub mod platform;
 pub mod report;
 pub mod run;

@@ -4,16 +4,18 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use tokio::sync::watch;
 
 use crate::checks::{run_check, CheckRun, Outcome, Vars};
 use crate::platform::containers::ContainerPlatform;
+use crate::platform::external::ExternalPlatform;
 use crate::platform::{docker, Platform};
-use crate::report::{console, junit, CheckRecord, RunReport};
+use crate::report::{console, junit, summary, CheckRecord, RunReport};
 use crate::secrets::{Masker, Secrets};
 use crate::spec::{graph, Check, Spec};
 
@@ -24,6 +26,8 @@ pub struct Paths {
     pub platform: PathBuf,
     pub suites: PathBuf,
     pub junit: PathBuf,
+    /// An already-running platform: no container is started.
+    pub endpoints: Option<PathBuf>,
 }
 
 impl Paths {
@@ -33,6 +37,7 @@ impl Paths {
             platform: var("PLATFORM_SPEC", root.join("fixtures/platform.toml")),
             suites: var("PLATFORM_SUITES", root.join("suites")),
             junit: var("PLATFORM_JUNIT", root.join("target/platform-junit.xml")),
+            endpoints: std::env::var_os("PLATFORM_ENDPOINTS").map(PathBuf::from),
         }
     }
 }
@@ -63,7 +68,7 @@ pub fn libtest_main(root: &Path) -> ExitCode {
         .filter(|t| !args.is_filtered_out(t) && !args.is_ignored(t))
         .map(|t| t.name().to_string())
         .collect();
-    match Session::start(&spec, &checks, &selected) {
+    match Session::start(&spec, &checks, &selected, paths.endpoints.as_deref()) {
         Ok(session) => session.run_libtest(&args, checks, &paths.junit),
         Err(e) => {
             eprintln!("error: {e}");
@@ -108,13 +113,27 @@ pub struct Session {
 }
 
 impl Session {
+    /// Starts the services the selected checks need, or, with `endpoints`, takes an
+    /// already-running platform and starts nothing.
     pub fn start(
         spec: &Spec,
         checks: &[Arc<Check>],
         selected: &BTreeSet<String>,
+        endpoints: Option<&Path>,
     ) -> Result<Self, String> {
-        let secrets = Secrets::resolve(&spec.platform.secrets, spec.platform.base_dir())?;
-        let masker = secrets.masker();
+        let external = endpoints
+            .map(ExternalPlatform::load)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let secrets = match &external {
+            // The platform spec's secrets belong to the containers it would start.
+            Some(_) => Secrets::default(),
+            None => Secrets::resolve(&spec.platform.secrets, spec.platform.base_dir())?,
+        };
+        let mut masker = secrets.masker();
+        if let Some(e) = &external {
+            masker.extend(e.credential_values_secret());
+        }
         console::init(masker.clone());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -130,7 +149,13 @@ impl Session {
                 .map(|c| c.as_ref()),
         );
         install_interrupt_cleanup(&run_id);
-        let (platform, platform_error) = if needed.is_empty() {
+        let (platform, platform_error) = if let Some(e) = external {
+            console::say(format!(
+                "platform: verifying the running platform of {}",
+                e.file.display()
+            ));
+            (Some(Platform::External(e)), None)
+        } else if needed.is_empty() {
             (None, None)
         } else {
             console::say(format!(
@@ -176,13 +201,7 @@ impl Session {
             .collect();
         let conclusion = libtest_mimic::run(args, trials);
         let report = session.finish();
-        match junit::write(&report, &session.masker, junit_path) {
-            Ok(()) => console::say(format!(
-                "platform: JUnit report written to {}",
-                junit_path.display()
-            )),
-            Err(e) => console::say(format!("error: {e}")),
-        }
+        write_reports(&report, &session.masker, junit_path);
         conclusion.exit_code()
     }
 
@@ -194,31 +213,159 @@ impl Session {
     /// Runs one check to completion and records it; `Err` carries libtest's message.
     pub fn trial(&self, check: &Check) -> Result<(), Failed> {
         let record = self.rt.block_on(self.execute(check));
-        let message = match &record.outcome {
-            Outcome::Passed => None,
-            Outcome::Failed(m) => Some(format!("FAILED: {m}")),
-            Outcome::Errored(m) => Some(format!("ERROR: {m}")),
-        };
-        let mut text = message.clone().unwrap_or_default();
-        if message.is_some() {
-            text.push_str(&format!("\n  at {}", record.location));
-            for (svc, tail) in &record.service_logs {
-                let last: Vec<&str> = tail.lines().rev().take(15).collect();
-                text.push_str(&format!("\n  last log lines of {svc}:"));
-                for l in last.into_iter().rev() {
-                    text.push_str(&format!("\n    {l}"));
-                }
-            }
-        }
+        let verdict = failure_text(&record);
         if let Ok(mut r) = self.records.lock() {
             r.push(record);
         }
-        match message {
+        match verdict {
             None => Ok(()),
-            Some(_) => Err(Failed::from(self.masker.mask(&text))),
+            Some(text) => Err(Failed::from(self.masker.mask(&text))),
         }
     }
 
+    /// Runs the selected checks as tasks, at most `concurrency` at once. Checks still
+    /// running when `deadline` passes are reported as errors. Returns the report after
+    /// tearing the platform down.
+    pub fn run_concurrently(
+        self: &Arc<Self>,
+        checks: &[Arc<Check>],
+        concurrency: usize,
+        deadline: Option<Duration>,
+    ) -> RunReport {
+        use futures::StreamExt;
+        // In definition order, so a check's predecessors always hold a slot before it.
+        let selected: Vec<Arc<Check>> = checks
+            .iter()
+            .filter(|c| self.selected.contains(&c.id()))
+            .cloned()
+            .collect();
+        let work = futures::stream::iter(selected.clone())
+            .map(|c| {
+                let s = self.clone();
+                async move {
+                    let record = s.execute(&c).await;
+                    console::say(format!(
+                        "{} {} ({:.2} s)",
+                        verdict_word(&record.outcome),
+                        c.id(),
+                        record.duration.as_secs_f64()
+                    ));
+                    if let Some(text) = failure_text(&record) {
+                        console::say(format!("    {}", text.replace('\n', "\n    ")));
+                    }
+                    if let Ok(mut r) = s.records.lock() {
+                        r.push(record);
+                    }
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect::<Vec<()>>();
+        let timed_out = self.rt.block_on(async {
+            match deadline {
+                Some(d) => tokio::time::timeout(d, work).await.is_err(),
+                None => {
+                    work.await;
+                    false
+                }
+            }
+        });
+        if let (true, Some(d)) = (timed_out, deadline) {
+            let finished: BTreeSet<(String, String)> = self
+                .records
+                .lock()
+                .map(|r| {
+                    r.iter()
+                        .map(|c| (c.suite.clone(), c.name.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for c in selected
+                .iter()
+                .filter(|c| !finished.contains(&(c.suite.clone(), c.name.clone())))
+            {
+                let record = CheckRecord {
+                    suite: c.suite.clone(),
+                    name: c.name.clone(),
+                    location: c.location.clone(),
+                    outcome: Outcome::Errored(format!(
+                        "did not finish before the run's deadline of {}",
+                        humantime::format_duration(d)
+                    )),
+                    duration: Duration::ZERO,
+                    steps: Vec::new(),
+                    service_logs: Vec::new(),
+                };
+                console::say(format!("ERROR {} (deadline)", c.id()));
+                if let Ok(mut r) = self.records.lock() {
+                    r.push(record);
+                }
+            }
+        }
+        self.finish()
+    }
+
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+}
+
+/// JUnit at `junit_path`, the Markdown summary beside it and, on GitHub Actions, in the
+/// job summary. Problems are reported, not fatal: the verdict stands without them.
+pub fn write_reports(report: &RunReport, masker: &Masker, junit_path: &Path) {
+    match junit::write(report, masker, junit_path) {
+        Ok(()) => console::say(format!(
+            "platform: JUnit report written to {}",
+            junit_path.display()
+        )),
+        Err(e) => console::say(format!("error: {e}")),
+    }
+    let md = summary::render(report, masker);
+    let md_path = junit_path.with_file_name("platform-summary.md");
+    if let Err(e) = std::fs::write(&md_path, &md) {
+        console::say(format!("error: writing {}: {e}", md_path.display()));
+    }
+    if let Some(step_summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&step_summary)
+            .and_then(|mut f| f.write_all(md.as_bytes()));
+        if let Err(e) = appended {
+            console::say(format!("error: writing $GITHUB_STEP_SUMMARY: {e}"));
+        }
+    }
+}
+
+fn verdict_word(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Passed => "ok",
+        Outcome::Failed(_) => "FAILED",
+        Outcome::Errored(_) => "ERROR",
+    }
+}
+
+/// What the console shows for a check that did not pass: the reason, where the check is
+/// defined, and the last lines its services logged.
+fn failure_text(record: &CheckRecord) -> Option<String> {
+    let message = match &record.outcome {
+        Outcome::Passed => return None,
+        Outcome::Failed(m) => format!("FAILED: {m}"),
+        Outcome::Errored(m) => format!("ERROR: {m}"),
+    };
+    let mut text = message;
+    text.push_str(&format!("\n  at {}", record.location));
+    for (svc, tail) in &record.service_logs {
+        let last: Vec<&str> = tail.lines().rev().take(15).collect();
+        text.push_str(&format!("\n  last log lines of {svc}:"));
+        for l in last.into_iter().rev() {
+            text.push_str(&format!("\n    {l}"));
+        }
+    }
+    Some(text)
+}
+
+impl Session {
     async fn execute(&self, check: &Check) -> CheckRecord {
         let started = Instant::now();
         let run = match self.prepare(check).await {
@@ -319,6 +466,7 @@ impl Session {
 
     /// Tears the platform down and returns everything recorded.
     pub fn finish(&self) -> RunReport {
+        yield_to_interrupt();
         let services = self
             .platform
             .as_ref()
@@ -339,6 +487,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        yield_to_interrupt();
         // During a panic (no `finish`), stop the containers while the runtime is still
         // there: testcontainers' own drop needs one. The label sweep is the backstop.
         if let Some(p) = self.platform.take() {
@@ -351,8 +500,11 @@ impl Drop for Session {
 }
 
 static INTERRUPTED_RUN: Mutex<Option<String>> = Mutex::new(None);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Ctrl-C and SIGTERM remove the run's containers and network before exiting.
+/// Ctrl-C and SIGTERM remove the run's containers and network, then exit with 130.
+/// Meanwhile the main thread must not race the handler to a normal exit: `finish`
+/// waits for it.
 fn install_interrupt_cleanup(run_id: &str) {
     let first = INTERRUPTED_RUN
         .lock()
@@ -360,13 +512,31 @@ fn install_interrupt_cleanup(run_id: &str) {
         .unwrap_or(false);
     if first {
         let _ = ctrlc::set_handler(|| {
+            INTERRUPTED.store(true, Ordering::SeqCst);
             let run = INTERRUPTED_RUN.lock().ok().and_then(|r| r.clone());
+            // Never panic here (a closed stderr must not stop the cleanup).
+            use std::io::Write;
             if let Some(run) = run {
-                eprintln!("\nplatform: interrupted; removing the containers of run {run}");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\nplatform: interrupted; removing the containers of run {run}"
+                );
                 let removed = docker::remove_run_blocking(&run);
-                eprintln!("platform: removed {} object(s)", removed.len());
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "platform: removed {} object(s)",
+                    removed.len()
+                );
             }
             std::process::exit(130);
         });
+    }
+}
+
+/// Once an interrupt is being handled, waits for the handler to remove the run and exit
+/// the process (bounded, should the handler itself fail).
+fn yield_to_interrupt() {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_secs(30));
     }
 }

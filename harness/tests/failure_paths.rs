@@ -95,7 +95,7 @@ postgres.connect = {}
 "#;
     let (spec, _dir) = spec(&services, suite);
     let checks = checks(&spec);
-    let session = Session::start(&spec, &checks, &all(&checks)).unwrap();
+    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
     let run_id = session.run_id().to_string();
 
     let stuck = session.trial(&checks[0]).unwrap_err();
@@ -134,7 +134,7 @@ fn a_wrong_password_turns_the_report_red_with_the_reason_and_no_secret() {
         "[[check]]\nname = \"login\"\n[[check.step]]\npostgres.connect = {}\n",
     );
     let checks = checks(&spec);
-    let session = Session::start(&spec, &checks, &all(&checks)).unwrap();
+    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
     let run_id = session.run_id().to_string();
     let failed = session.trial(&checks[0]).unwrap_err();
     let report = session.finish();
@@ -170,7 +170,7 @@ fn a_panic_mid_run_leaves_nothing_behind() {
     let checks = checks(&spec);
     let (tx, rx) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || {
-        let session = Session::start(&spec, &checks, &all(&checks)).unwrap();
+        let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
         tx.send(session.run_id().to_string()).unwrap();
         session.trial(&checks[0]).unwrap();
         panic!("a bug in the middle of a run");

@@ -3,8 +3,12 @@
 
 pub mod assert;
 pub mod http;
+pub mod kafka;
+pub mod mlflow;
 pub mod postgres;
 mod runner;
+pub mod s3;
+pub mod trino;
 
 use std::collections::BTreeMap;
 
@@ -48,16 +52,25 @@ impl StepError {
 #[derive(Debug, Clone)]
 pub enum Action {
     Postgres(postgres::PostgresAction),
+    S3(s3::S3Action),
+    Kafka(kafka::KafkaAction),
+    Mlflow(mlflow::MlflowAction),
+    Trino(trino::TrinoAction),
     Http(http::HttpAction),
 }
 
 impl Action {
-    pub const NAMESPACES: &'static [&'static str] = &["postgres", "http"];
+    pub const NAMESPACES: &'static [&'static str] =
+        &["postgres", "s3", "kafka", "mlflow", "trino", "http"];
 
     /// `namespace.verb`, as written in suites.
     pub fn kind(&self) -> String {
         match self {
             Self::Postgres(a) => format!("postgres.{}", a.verb()),
+            Self::S3(a) => format!("s3.{}", a.verb()),
+            Self::Kafka(a) => format!("kafka.{}", a.verb()),
+            Self::Mlflow(a) => format!("mlflow.{}", a.verb()),
+            Self::Trino(a) => format!("trino.{}", a.verb()),
             Self::Http(a) => format!("http.{}", a.verb()),
         }
     }
@@ -66,6 +79,10 @@ impl Action {
     pub fn default_service(&self) -> Option<&'static str> {
         match self {
             Self::Postgres(_) => Some("postgres"),
+            Self::S3(_) => Some("minio"),
+            Self::Kafka(_) => Some("kafka"),
+            Self::Mlflow(_) => Some("mlflow"),
+            Self::Trino(_) => Some("trino"),
             Self::Http(_) => None,
         }
     }
@@ -73,6 +90,10 @@ impl Action {
     pub async fn run(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         match self {
             Self::Postgres(a) => a.run(cx).await,
+            Self::S3(a) => a.run(cx).await,
+            Self::Kafka(a) => a.run(cx).await,
+            Self::Mlflow(a) => a.run(cx).await,
+            Self::Trino(a) => a.run(cx).await,
             Self::Http(a) => a.run(cx).await,
         }
     }

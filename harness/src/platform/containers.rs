@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::endpoint::Endpoint;
 use super::readiness::{self, Probe};
 use super::{docker, images, ServiceFailure, ServiceStart};
+use crate::report::console;
 use crate::secrets::Secrets;
 use crate::spec::platform::{PlatformSpec, ServiceSpec};
 use crate::spec::template;
@@ -65,7 +66,9 @@ impl ContainerPlatform {
         let docker = docker::connect()?;
         docker::ping(&docker).await?;
         for r in docker::reap_dead_runs(&docker).await {
-            eprintln!("platform: removed {r} left by a run that was killed");
+            console::say(format!(
+                "platform: removed {r} left by a run that was killed"
+            ));
         }
         let chosen = images::choose(&docker, spec, services).await?;
         let network = format!("platform-{run_id}");
@@ -194,21 +197,24 @@ impl StartJob {
             }
         }
         let started = Instant::now();
-        eprintln!("platform: starting {name} ({})", self.image);
+        console::say(format!("platform: starting {name} ({})", self.image));
         let result = self.start_and_wait().await;
         let elapsed = started.elapsed();
         match result {
             Ok(s) => {
-                eprintln!("platform: {name} ready in {:.1} s", elapsed.as_secs_f64());
+                console::say(format!(
+                    "platform: {name} ready in {:.1} s",
+                    elapsed.as_secs_f64()
+                ));
                 self.record(Some(elapsed), None);
                 Ok(Arc::new(s))
             }
             Err(f) => {
-                eprintln!(
+                console::say(format!(
                     "platform: {name} FAILED after {:.1} s: {}",
                     elapsed.as_secs_f64(),
                     f.message
-                );
+                ));
                 self.record(Some(elapsed), Some(&f));
                 Err(Arc::new(f))
             }

@@ -4,6 +4,7 @@
 pub mod containers;
 pub mod docker;
 pub mod endpoint;
+pub mod external;
 pub mod images;
 pub mod readiness;
 
@@ -38,30 +39,36 @@ pub struct ServiceStart {
 
 pub enum Platform {
     Containers(containers::ContainerPlatform),
+    External(external::ExternalPlatform),
 }
 
 impl Platform {
     pub async fn endpoint(&self, service: &str) -> Result<Endpoint, Arc<ServiceFailure>> {
         match self {
             Self::Containers(c) => c.endpoint(service).await,
+            Self::External(e) => e.endpoint(service),
         }
     }
 
     pub async fn log_tail(&self, service: &str) -> Option<String> {
         match self {
             Self::Containers(c) => c.log_tail(service).await,
+            // Its logs live wherever it runs; the harness has no access to them.
+            Self::External(_) => None,
         }
     }
 
     pub fn timings(&self) -> Vec<ServiceStart> {
         match self {
             Self::Containers(c) => c.timings(),
+            Self::External(_) => Vec::new(),
         }
     }
 
     pub async fn shutdown(&self) {
         match self {
             Self::Containers(c) => c.shutdown().await,
+            Self::External(_) => {}
         }
     }
 }

@@ -18,6 +18,8 @@ pub fn mask(text: &str) -> String {
     }
 }
 
+/// Ignores a closed stderr: progress lines are not worth a panic.
 pub fn say(line: impl AsRef<str>) {
-    eprintln!("{}", mask(line.as_ref()));
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{}", mask(line.as_ref()));
 }

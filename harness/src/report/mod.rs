@@ -3,6 +3,7 @@
 
 pub mod console;
 pub mod junit;
+pub mod summary;
 
 use std::time::Duration;
 

@@ -50,6 +50,10 @@ struct StepFile {
     // One field per action namespace; exactly one is set. A new check kind adds its
     // field here and its variant to `Action`.
     postgres: Option<checks::postgres::PostgresAction>,
+    s3: Option<checks::s3::S3Action>,
+    kafka: Option<checks::kafka::KafkaAction>,
+    mlflow: Option<checks::mlflow::MlflowAction>,
+    trino: Option<checks::trino::TrinoAction>,
     http: Option<checks::http::HttpAction>,
     #[serde(default)]
     expect: Vec<Spanned<ExpectSpec>>,
@@ -260,6 +264,18 @@ impl StepFile {
         let mut set = Vec::new();
         if let Some(a) = &self.postgres {
             set.push(Action::Postgres(a.clone()));
+        }
+        if let Some(a) = &self.s3 {
+            set.push(Action::S3(a.clone()));
+        }
+        if let Some(a) = &self.kafka {
+            set.push(Action::Kafka(a.clone()));
+        }
+        if let Some(a) = &self.mlflow {
+            set.push(Action::Mlflow(a.clone()));
+        }
+        if let Some(a) = &self.trino {
+            set.push(Action::Trino(a.clone()));
         }
         if let Some(a) = &self.http {
             set.push(Action::Http(a.clone()));

@@ -1,0 +1,163 @@
+//! `platform-verify`: the suites as a command, for a platform the harness starts or one
+//! that already runs (`--endpoints`). Exit codes: 0 all passed, 1 a check did not pass,
+//! 2 bad input.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use platform_harness::checks::Outcome;
+use platform_harness::platform::external::ExternalPlatform;
+use platform_harness::run::{services_for, write_reports, Session};
+use platform_harness::spec::Spec;
+
+#[derive(Parser)]
+#[command(version, about = "Verify a data platform with declarative suites")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the suites: start the platform, or verify the one given by --endpoints.
+    Run(RunArgs),
+    /// List every check with the services it needs.
+    List(SpecArgs),
+    /// Parse and validate everything; start nothing.
+    Validate(SpecArgs),
+}
+
+#[derive(Args)]
+struct SpecArgs {
+    #[arg(long, default_value = "suites")]
+    suites: PathBuf,
+    #[arg(long, default_value = "fixtures/platform.toml")]
+    platform: PathBuf,
+    /// An already-running platform's endpoints (see fixtures/endpoints.example.toml).
+    #[arg(long)]
+    endpoints: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    #[arg(long, default_value = "target/platform-junit.xml")]
+    junit: PathBuf,
+    /// Only checks whose `suite::check` name contains this.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Checks running at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Stop the whole run after this long (e.g. "10m"); unfinished checks are errors.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    deadline: Option<Duration>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // clap's own exit code for bad flags is 2 as well; help and version are 0.
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match cli.command {
+        Command::Validate(a) => validate(&a),
+        Command::List(a) => list(&a),
+        Command::Run(a) => run(&a),
+    }
+}
+
+fn load(a: &SpecArgs) -> Result<Spec, ExitCode> {
+    let spec = Spec::load(&a.platform, &a.suites).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })?;
+    if let Some(f) = &a.endpoints {
+        ExternalPlatform::load(f).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        })?;
+    }
+    Ok(spec)
+}
+
+fn validate(a: &SpecArgs) -> ExitCode {
+    match load(a) {
+        Ok(spec) => {
+            println!(
+                "valid: {} service(s), {} suite(s), {} check(s)",
+                spec.platform.services.len(),
+                spec.suites.len(),
+                spec.checks().count()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn list(a: &SpecArgs) -> ExitCode {
+    let spec = match load(a) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    for c in spec.checks() {
+        let needs = services_for(&spec, [c]);
+        println!(
+            "{}  [{}]",
+            c.id(),
+            needs.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(a: &RunArgs) -> ExitCode {
+    let spec = match load(&a.spec) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let checks: Vec<Arc<_>> = spec.checks().cloned().map(Arc::new).collect();
+    let selected: BTreeSet<String> = checks
+        .iter()
+        .filter(|c| !c.ignore)
+        .map(|c| c.id())
+        .filter(|id| a.filter.as_ref().is_none_or(|f| id.contains(f.as_str())))
+        .collect();
+    if selected.is_empty() {
+        eprintln!("error: no check matches the filter");
+        return ExitCode::from(2);
+    }
+    let session = match Session::start(&spec, &checks, &selected, a.spec.endpoints.as_deref()) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = session.run_concurrently(&checks, a.concurrency, a.deadline);
+    write_reports(&report, session.masker(), &a.junit);
+    let passed = report
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Passed)
+        .count();
+    let failed = report.checks.len() - passed;
+    println!(
+        "platform-verify: {passed} passed, {failed} failed ({:.1} s)",
+        report.wall.as_secs_f64()
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,108 @@
+//! A Markdown summary for people: GitHub's job summary, a PR comment, a chat message.
+
+use super::RunReport;
+use crate::checks::Outcome;
+use crate::secrets::Masker;
+
+pub fn render(run: &RunReport, masker: &Masker) -> String {
+    let count = |f: fn(&Outcome) -> bool| run.checks.iter().filter(|c| f(&c.outcome)).count();
+    let passed = count(|o| matches!(o, Outcome::Passed));
+    let failed = count(|o| matches!(o, Outcome::Failed(_)));
+    let errors = count(|o| matches!(o, Outcome::Errored(_)));
+    let mut md = format!(
+        "## Platform verification: {passed} passed, {failed} failed, {errors} errors ({:.1} s)\n\n",
+        run.wall.as_secs_f64()
+    );
+    if !run.services.is_empty() {
+        md.push_str("| service | image | ready in |\n|---|---|---|\n");
+        for s in &run.services {
+            let ready = match (&s.failure, s.ready_in) {
+                (Some(_), _) => "**failed**".to_string(),
+                (None, Some(t)) => format!("{:.1} s", t.as_secs_f64()),
+                (None, None) => "-".to_string(),
+            };
+            md.push_str(&format!("| {} | `{}` | {ready} |\n", s.service, s.image));
+        }
+        md.push('\n');
+    }
+    md.push_str("| suite | check | result | time |\n|---|---|---|---|\n");
+    for c in &run.checks {
+        let result = match &c.outcome {
+            Outcome::Passed => "passed",
+            Outcome::Failed(_) => "**failed**",
+            Outcome::Errored(_) => "**error**",
+        };
+        md.push_str(&format!(
+            "| {} | {} | {result} | {:.2} s |\n",
+            c.suite,
+            c.name,
+            c.duration.as_secs_f64()
+        ));
+    }
+    let broken: Vec<_> = run.checks.iter().filter(|c| !c.outcome.is_pass()).collect();
+    if !broken.is_empty() {
+        md.push_str("\n### What broke\n\n");
+        for c in broken {
+            let (Outcome::Failed(m) | Outcome::Errored(m)) = &c.outcome else {
+                continue;
+            };
+            let first = m.lines().next().unwrap_or_default();
+            md.push_str(&format!(
+                "- `{}::{}` ({}): {}\n",
+                c.suite,
+                c.name,
+                c.location,
+                first.replace('|', "\\|")
+            ));
+        }
+    }
+    masker.mask(&md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::CheckRecord;
+    use crate::spec::suite::Location;
+    use std::time::Duration;
+
+    #[test]
+    fn tables_every_check_and_lists_what_broke() {
+        let rec = |name: &str, outcome| CheckRecord {
+            suite: "kafka".into(),
+            name: name.into(),
+            location: Location {
+                file: "suites/kafka.toml".into(),
+                line: 3,
+            },
+            outcome,
+            duration: Duration::from_millis(250),
+            steps: vec![],
+            service_logs: vec![],
+        };
+        let run = RunReport {
+            checks: vec![
+                rec("roundtrip", Outcome::Passed),
+                rec(
+                    "consume",
+                    Outcome::Failed("received 3 of 5 | key sekrit99".into()),
+                ),
+            ],
+            services: vec![],
+            wall: Duration::from_secs(3),
+        };
+        let md = render(&run, &Masker::new(["sekrit99".to_string()]));
+        assert!(
+            md.starts_with("## Platform verification: 1 passed, 1 failed, 0 errors"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| kafka | roundtrip | passed | 0.25 s |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- `kafka::consume` (suites/kafka.toml:3): received 3 of 5 \\| key ****"),
+            "{md}"
+        );
+    }
+}
