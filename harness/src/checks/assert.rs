@@ -109,6 +109,19 @@ impl ExpectSpec {
 }
 
 impl Assertion {
+    /// Like `check`, with `${var}` in expected strings replaced by captured variables
+    /// (so a step can expect the run id an earlier step captured).
+    pub fn check_with(&self, output: &Value, vars: &super::Vars) -> Result<(), String> {
+        let render = |v: &Value| substitute(v, vars);
+        let op = match &self.op {
+            Op::Equals(v) => Op::Equals(render(v)?),
+            Op::NotEquals(v) => Op::NotEquals(render(v)?),
+            Op::Contains(v) => Op::Contains(render(v)?),
+            _ => return self.check(output),
+        };
+        Self { op, ..self.clone() }.check(output)
+    }
+
     /// `Err` is the failure message: what was expected and what was found.
     pub fn check(&self, output: &Value) -> Result<(), String> {
         let nodes = self.path.query(output).all();
@@ -202,6 +215,41 @@ impl Assertion {
             Op::Exists(_) => String::new(),
         }
     }
+}
+
+/// Renders `${var}` in every string of an expected value. A string that is exactly one
+/// variable takes the variable's JSON value (a captured number stays a number).
+fn substitute(v: &Value, vars: &super::Vars) -> Result<Value, String> {
+    Ok(match v {
+        Value::String(s) if s.contains("${") => {
+            let whole = s
+                .strip_prefix("${")
+                .and_then(|r| r.strip_suffix('}'))
+                .filter(|k| !k.contains("${") && !k.contains('}'))
+                .and_then(|k| vars.get(k.trim()));
+            match whole {
+                Some(value) => value.clone(),
+                None => Value::String(crate::spec::template::render(s, |k| {
+                    vars.get(k).map(|v| match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                })?),
+            }
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| substitute(i, vars))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), substitute(v, vars)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// Numbers compare by value (25 == 25.0); decimals that arrive as strings (exact
@@ -331,6 +379,23 @@ mod tests {
     fn fails_with_expected_and_actual(#[case] src: &str, #[case] message: &str) {
         let err = assertion(src).check(&output()).unwrap_err();
         assert!(err.contains(message), "{err}");
+    }
+
+    #[rstest]
+    #[case("path = '$.rows[0].name'\nequals = '${name}'", true)]
+    #[case("path = '$.rows[0].n'\nequals = '${n}'", true)]
+    #[case("path = '$.rows[0].name'\nequals = 'AL${rest}'", true)]
+    #[case("path = '$.body.tags'\ncontains = '${tag}'", true)]
+    #[case("path = '$.rows[0].n'\nequals = '${wrong}'", false)]
+    fn expects_captured_variables(#[case] src: &str, #[case] holds: bool) {
+        let vars = super::super::Vars::from([
+            ("name".to_string(), json!("ALGERIA")),
+            ("n".to_string(), json!(25)),
+            ("rest".to_string(), json!("GERIA")),
+            ("tag".to_string(), json!("b")),
+            ("wrong".to_string(), json!(26)),
+        ]);
+        assert_eq!(assertion(src).check_with(&output(), &vars).is_ok(), holds);
     }
 
     #[rstest]

@@ -75,6 +75,11 @@ impl Action {
         }
     }
 
+    /// Services the action uses besides its step's own (data moving between services).
+    pub fn extra_services(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The service a step talks to when the suite does not say.
     pub fn default_service(&self) -> Option<&'static str> {
         match self {
@@ -99,13 +104,22 @@ impl Action {
     }
 }
 
-/// What an action sees: its service's endpoint and the variables captured so far.
+/// What an action sees: its service's endpoint, the endpoints of every service its check
+/// uses (for actions that move data between services) and the variables captured so far.
 pub struct StepContext<'a> {
     pub endpoint: &'a Endpoint,
+    pub endpoints: &'a BTreeMap<String, Endpoint>,
     pub vars: &'a Vars,
 }
 
 impl StepContext<'_> {
+    /// Another service's endpoint; the action must have named it in `extra_services`.
+    pub fn endpoint_of(&self, service: &str) -> Result<&Endpoint, StepError> {
+        self.endpoints
+            .get(service)
+            .ok_or_else(|| StepError::Error(format!("no endpoint for service `{service}`")))
+    }
+
     /// Renders `${var}` with captured variables. An unknown variable is an error in the
     /// suite, reported as such.
     pub fn render(&self, text: &str) -> Result<String, StepError> {

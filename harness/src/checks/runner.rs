@@ -88,7 +88,7 @@ async fn run_steps(
         let started = Instant::now();
         let attempts = Mutex::new(0usize);
         let result = match endpoints.get(&step.service) {
-            Some(endpoint) => run_step(step, endpoint, vars, &attempts).await,
+            Some(endpoint) => run_step(step, endpoint, endpoints, vars, &attempts).await,
             None => Err(StepError::Error(format!(
                 "no endpoint for service `{}`",
                 step.service
@@ -127,7 +127,7 @@ async fn attempt(
     }
     let output = step.action.run(cx).await?;
     for a in &step.expect {
-        a.check(&output).map_err(StepError::Failure)?;
+        a.check_with(&output, cx.vars).map_err(StepError::Failure)?;
     }
     Ok(output)
 }
@@ -135,10 +135,15 @@ async fn attempt(
 async fn run_step(
     step: &Step,
     endpoint: &Endpoint,
+    endpoints: &BTreeMap<String, Endpoint>,
     vars: &Vars,
     attempts: &Mutex<usize>,
 ) -> Result<Value, StepError> {
-    let cx = StepContext { endpoint, vars };
+    let cx = StepContext {
+        endpoint,
+        endpoints,
+        vars,
+    };
     let RetryPolicy {
         retries,
         interval,

@@ -77,11 +77,18 @@ impl ContainerPlatform {
         let containers = Arc::new(Mutex::new(Vec::new()));
         let timings = Arc::new(Mutex::new(Vec::new()));
         let mut starts: BTreeMap<String, StartHandle> = BTreeMap::new();
+        let serial = StartMode::from_env()? == StartMode::Serial;
+        let platform_started = Instant::now();
         // Dependencies first, so each service can hold its dependencies' futures.
         for name in start_order(spec, services) {
             let svc = spec.services[&name].clone();
-            let deps: Vec<_> = svc
-                .depends_on
+            // Serial (for benchmarks): every service waits for all started before it.
+            let waits_for: Vec<String> = if serial {
+                starts.keys().cloned().collect()
+            } else {
+                svc.depends_on.clone()
+            };
+            let deps: Vec<_> = waits_for
                 .iter()
                 .map(|d| (d.clone(), starts[d].clone()))
                 .collect();
@@ -95,6 +102,7 @@ impl ContainerPlatform {
                 docker: docker.clone(),
                 containers: containers.clone(),
                 timings: timings.clone(),
+                platform_started,
             };
             let (tx, rx) = watch::channel(None);
             // Start now, not when the first check asks.
@@ -180,6 +188,27 @@ struct StartJob {
     docker: Docker,
     containers: Arc<Mutex<Vec<ContainerAsync<GenericImage>>>>,
     timings: Arc<Mutex<Vec<ServiceStart>>>,
+    platform_started: Instant,
+}
+
+/// How services start: each as soon as its dependencies are ready (the default), or one
+/// at a time (`PLATFORM_START=serial`), to measure what parallel start-up saves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StartMode {
+    Parallel,
+    Serial,
+}
+
+impl StartMode {
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var("PLATFORM_START").as_deref() {
+            Err(_) | Ok("") | Ok("parallel") => Ok(Self::Parallel),
+            Ok("serial") => Ok(Self::Serial),
+            Ok(other) => Err(format!(
+                "PLATFORM_START={other:?}: use `parallel` or `serial`"
+            )),
+        }
+    }
 }
 
 impl StartJob {
@@ -227,6 +256,7 @@ impl StartJob {
                 service: self.svc.name.clone(),
                 image: self.image.clone(),
                 ready_in: took,
+                ready_at: took.map(|_| self.platform_started.elapsed()),
                 failure: failure.map(|f| f.message.clone()),
                 log_tail: failure.map(|f| f.log_tail.clone()).unwrap_or_default(),
             });

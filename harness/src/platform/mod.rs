@@ -32,7 +32,10 @@ impl std::fmt::Display for ServiceFailure {
 pub struct ServiceStart {
     pub service: String,
     pub image: String,
+    /// Time its own start took (container start to ready).
     pub ready_in: Option<Duration>,
+    /// When it was ready, counted from the platform's start (dependencies included).
+    pub ready_at: Option<Duration>,
     pub failure: Option<String>,
     pub log_tail: String,
 }

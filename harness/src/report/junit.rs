@@ -151,6 +151,7 @@ mod tests {
                 service: "postgres".into(),
                 image: "platform-kit/postgres:15".into(),
                 ready_in: Some(Duration::from_secs(2)),
+                ready_at: Some(Duration::from_secs(2)),
                 failure: None,
                 log_tail: String::new(),
             }],

@@ -134,7 +134,10 @@ impl Check {
 
     /// Services this check talks to (not counting their dependencies).
     pub fn services(&self) -> BTreeSet<String> {
-        self.steps.iter().map(|s| s.service.clone()).collect()
+        self.steps
+            .iter()
+            .flat_map(|s| std::iter::once(s.service.clone()).chain(s.action.extra_services()))
+            .collect()
     }
 }
 
@@ -329,6 +332,14 @@ fn build_step(
                 )
             })?,
     };
+    for extra in action.extra_services() {
+        if !platform.services.contains_key(&extra) {
+            return Err((
+                span.clone(),
+                format!("service `{extra}` is not defined in the platform spec"),
+            ));
+        }
+    }
     if !platform.services.contains_key(&service) {
         let at = s.service.as_ref().map_or(span.clone(), |v| v.span());
         return Err((
