@@ -300,10 +300,14 @@ fn plain(v: &Value) -> String {
 
 /// A value for a message, cut so a large body does not flood the report.
 pub fn show(v: &Value) -> String {
+    show_up_to(v, 300)
+}
+
+/// `show` with a chosen limit in bytes.
+pub fn show_up_to(v: &Value, max: usize) -> String {
     let s = v.to_string();
-    const MAX: usize = 300;
-    if s.len() > MAX {
-        let cut = (0..=MAX)
+    if s.len() > max {
+        let cut = (0..=max)
             .rev()
             .find(|i| s.is_char_boundary(*i))
             .unwrap_or(0);

@@ -70,7 +70,7 @@ impl PostgresAction {
     }
 }
 
-async fn connect(cx: &StepContext<'_>) -> Result<Client, StepError> {
+pub(crate) async fn connect(cx: &StepContext<'_>) -> Result<Client, StepError> {
     let ep = cx.endpoint;
     let port = ep.port("sql")?;
     let user = ep.param("user")?;
@@ -97,7 +97,7 @@ async fn connect(cx: &StepContext<'_>) -> Result<Client, StepError> {
 }
 
 /// tokio-postgres's own Display says only "db error"; the server's message is the cause.
-fn describe(e: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{} (SQLSTATE {})", db.message(), db.code().code());
     }
@@ -151,7 +151,7 @@ fn version_num(v: &str) -> Option<i32> {
 /// Column types come from preparing the statement; values from the simple protocol,
 /// where every value arrives as text: exact for numerics and timestamps, typed into JSON
 /// where JSON has the type.
-async fn query(client: &Client, sql: &str) -> Result<Value, StepError> {
+pub(crate) async fn query(client: &Client, sql: &str) -> Result<Value, StepError> {
     let statement = client
         .prepare(sql)
         .await

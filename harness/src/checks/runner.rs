@@ -35,6 +35,8 @@ impl Outcome {
 
 #[derive(Debug, Clone)]
 pub struct StepRecord {
+    /// The action's output (what expectations saw), for the report.
+    pub output: Option<Value>,
     pub label: String,
     pub service: String,
     pub attempts: usize,
@@ -94,6 +96,7 @@ async fn run_steps(
                 step.service
             ))),
         };
+        let output = result.as_ref().ok().cloned();
         let result =
             result.and_then(|output| step.capture.iter().try_for_each(|c| c.apply(&output, vars)));
         let result = result.map_err(|e| {
@@ -105,6 +108,7 @@ async fn run_steps(
             ))
         });
         records.push(StepRecord {
+            output,
             label: step.label.clone(),
             service: step.service.clone(),
             attempts: attempts.into_inner().unwrap_or_default(),

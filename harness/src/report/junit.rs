@@ -89,6 +89,12 @@ fn case(c: &CheckRecord, masker: &Masker) -> TestCase {
             s.attempts,
             s.duration.as_secs_f64()
         ));
+        if let Some(output) = &s.output {
+            out.push_str(&format!(
+                "  output: {}\n",
+                crate::checks::assert::show_up_to(output, 2000)
+            ));
+        }
     }
     for (service, tail) in &c.service_logs {
         out.push_str(&format!("\n--- last log lines of {service} ---\n{tail}\n"));
@@ -126,6 +132,7 @@ mod tests {
             outcome,
             duration: Duration::from_millis(1500),
             steps: vec![StepRecord {
+                output: None,
                 label: "postgres.connect #1".into(),
                 service: "postgres".into(),
                 attempts: 1,

@@ -1,0 +1,227 @@
+//! Pipeline hops: moving data between services, which no single-service kind does.
+//! Each verb does one hop of a data pipeline and reports how many rows it moved and how
+//! fast; the suite chains the hops as checks (`needs`) and verifies the result with the
+//! ordinary kinds (`postgres.query`, `trino.query`, `mlflow.*`).
+//!
+//! The hops reuse the other kinds' verbs for the services they write to (`kafka.produce`,
+//! `kafka.consume`, `s3.put`), so clients, timeouts and error messages are the same as in
+//! the single-service suites.
+
+mod land;
+mod publish;
+mod seed;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{StepContext, StepError};
+
+pub use land::LandSpec;
+pub use publish::PublishSpec;
+pub use seed::LoadCsvSpec;
+
+/// The services the hops write to, by their names in the platform spec.
+const KAFKA: &str = "kafka";
+const MINIO: &str = "minio";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PipelineAction {
+    /// PostgreSQL: create a table, COPY a CSV file of the fixtures into it.
+    LoadCsv(LoadCsvSpec),
+    /// PostgreSQL -> Kafka: the rows of a query as change events, keyed like a CDC
+    /// connector keys them.
+    Publish(PublishSpec),
+    /// Kafka -> MinIO: change events as JSON-lines files, one per day.
+    Land(LandSpec),
+    /// Time since an instant a hop reported (`first_published_at_ms`); talks to no service.
+    Elapsed(ElapsedSpec),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElapsedSpec {
+    /// Milliseconds since the Unix epoch, usually a captured `${var}`.
+    pub since_ms: String,
+    /// Rows moved meanwhile: adds `rows_per_second`.
+    pub rows: Option<String>,
+}
+
+impl PipelineAction {
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Self::LoadCsv(_) => "load_csv",
+            Self::Publish(_) => "publish",
+            Self::Land(_) => "land",
+            Self::Elapsed(_) => "elapsed",
+        }
+    }
+
+    /// The services a hop writes to besides its step's own.
+    pub fn extra_services(&self) -> Vec<String> {
+        match self {
+            Self::Publish(_) => vec![KAFKA.to_string()],
+            Self::Land(_) => vec![MINIO.to_string()],
+            Self::LoadCsv(_) | Self::Elapsed(_) => Vec::new(),
+        }
+    }
+
+    /// Makes relative file names absolute against `base` (the platform spec's directory,
+    /// `fixtures/`) and checks the files exist, so a typo fails when the suite loads.
+    pub fn resolve_files(&mut self, base: &Path) -> Result<(), String> {
+        match self {
+            Self::LoadCsv(spec) => spec.resolve(base),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn run(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
+        match self {
+            Self::LoadCsv(spec) => seed::load_csv(cx, spec).await,
+            Self::Publish(spec) => publish::publish(cx, spec).await,
+            Self::Land(spec) => land::land(cx, spec).await,
+            Self::Elapsed(spec) => elapsed(cx, spec),
+        }
+    }
+}
+
+fn elapsed(cx: &StepContext<'_>, spec: &ElapsedSpec) -> Result<Value, StepError> {
+    let since = number(cx, "since_ms", &spec.since_ms)?;
+    let now = now_ms();
+    let ms = (now as f64 - since).max(0.0);
+    let mut out = json!({"now_ms": now, "ms": ms.round(), "seconds": round3(ms / 1000.0)});
+    if let Some(rows) = &spec.rows {
+        let rows = number(cx, "rows", rows)?;
+        out["rows_per_second"] = json!(per_second(rows, Duration::from_secs_f64(ms / 1000.0)));
+    }
+    Ok(out)
+}
+
+fn number(cx: &StepContext<'_>, field: &str, text: &str) -> Result<f64, StepError> {
+    let rendered = cx.render(text)?;
+    rendered.trim().parse().map_err(|_| {
+        StepError::Error(format!(
+            "pipeline.elapsed: `{field}` {rendered:?} is not a number"
+        ))
+    })
+}
+
+/// Milliseconds since the Unix epoch, the unit hops report instants in.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Throughput rounded to a tenth: enough for a report, stable to read.
+pub(crate) fn per_second(rows: f64, took: Duration) -> f64 {
+    let secs = took.as_secs_f64().max(1e-6);
+    (rows / secs * 10.0).round() / 10.0
+}
+
+pub(crate) fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The verbs a hop reuses render `${var}` in whatever they are given; data passes through
+/// them as a literal (`$$` is a literal `$`).
+pub(crate) fn literal(text: &str) -> String {
+    text.replace('$', "$$")
+}
+
+/// A context for another service's verb: the same variables, that service's endpoint.
+pub(crate) fn context_for<'a>(
+    cx: &'a StepContext<'a>,
+    service: &str,
+) -> Result<StepContext<'a>, StepError> {
+    Ok(StepContext {
+        endpoint: cx.endpoint_of(service)?,
+        endpoints: cx.endpoints,
+        vars: cx.vars,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::template;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("plain", "plain")]
+    #[case("Price$mart ${not_a_var}", "Price$mart ${not_a_var}")]
+    #[case("$$", "$$")]
+    #[case("trailing $", "trailing $")]
+    fn literals_survive_rendering(#[case] text: &str, #[case] expected: &str) {
+        let rendered = template::render(&literal(text), |_| None).unwrap();
+        assert_eq!(rendered, expected);
+    }
+
+    #[rstest]
+    #[case(12000.0, Duration::from_millis(1500), 8000.0)]
+    #[case(10.0, Duration::from_secs(3), 3.3)]
+    #[case(5.0, Duration::ZERO, 5000000.0)]
+    fn computes_throughput(#[case] rows: f64, #[case] took: Duration, #[case] expected: f64) {
+        assert_eq!(per_second(rows, took), expected);
+    }
+
+    fn parse(src: &str) -> Result<PipelineAction, String> {
+        #[derive(Deserialize)]
+        struct Step {
+            pipeline: PipelineAction,
+        }
+        toml::from_str::<Step>(src)
+            .map(|s| s.pipeline)
+            .map_err(|e| e.to_string())
+    }
+
+    #[rstest]
+    #[case(
+        "pipeline.load_csv = { file = 'data/orders.csv', table = 't' }",
+        "load_csv",
+        &[]
+    )]
+    #[case(
+        "pipeline.publish = { table = 't', topic = 'x', key = 'id' }",
+        "publish",
+        &["kafka"]
+    )]
+    #[case(
+        "pipeline.land = { topic = 'x', count = 3, bucket = 'lake', prefix = 'p', partition_by = 'ts' }",
+        "land",
+        &["minio"]
+    )]
+    #[case("pipeline.elapsed = { since_ms = '${t}' }", "elapsed", &[])]
+    fn parses_verbs(#[case] src: &str, #[case] verb: &str, #[case] extra: &[&str]) {
+        let action = parse(src).unwrap();
+        assert_eq!(action.verb(), verb);
+        assert_eq!(action.extra_services(), extra);
+    }
+
+    #[rstest]
+    #[case("pipeline.load_csv = { file = 'x.csv' }", "missing field `table`")]
+    #[case(
+        "pipeline.publish = { table = 't', topic = 'x', key = 'id', keys = 'id' }",
+        "unknown field `keys`"
+    )]
+    #[case("pipeline.land = { topic = 'x' }", "missing field")]
+    #[case("pipeline.flush = {}", "unknown variant `flush`")]
+    fn rejects_bad_specs(#[case] src: &str, #[case] wanted: &str) {
+        let err = parse(src).unwrap_err();
+        assert!(err.contains(wanted), "{err}");
+    }
+
+    #[test]
+    fn a_missing_fixture_fails_at_load_time() {
+        let mut action =
+            parse("pipeline.load_csv = { file = 'data/no-such.csv', table = 't' }").unwrap();
+        let err = action.resolve_files(Path::new("../fixtures")).unwrap_err();
+        assert!(err.contains("data/no-such.csv"), "{err}");
+        let mut found =
+            parse("pipeline.load_csv = { file = 'data/orders.csv', table = 't' }").unwrap();
+        found.resolve_files(Path::new("../fixtures")).unwrap();
+    }
+}
