@@ -1,0 +1,89 @@
+//! One smoke check per kit image, proving the service inside is the real thing, then the
+//! same checks after each server was killed (SIGKILL to the container's main process):
+//! every one must turn into an error naming its service.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use platform_harness::run::Session;
+use platform_harness::spec::Spec;
+
+const SMOKE: &str = r#"
+[[check]]
+name = "postgres"
+[[check.step]]
+postgres.query.sql = "SELECT version() AS v"
+expect = [{ path = "$.rows[0].v", matches = "^PostgreSQL 15\\." }]
+
+[[check]]
+name = "minio"
+[[check.step]]
+s3.bucket = { object_size = "1 KiB", multipart_size = "10 MiB" }
+expect = [{ path = "$.keys", count = 2 }]
+
+[[check]]
+name = "kafka"
+[[check.step]]
+kafka.roundtrip = { messages = 10, partitions = 1, within = "20s" }
+expect = [{ path = "$.consumed", equals = 10 }]
+
+[[check]]
+name = "mlflow"
+[[check.step]]
+http.get = { path = "/health" }
+service = "mlflow"
+expect = [{ path = "$.status", equals = 200 }]
+[[check.step]]
+mlflow.experiment = { name = "image-smoke" }
+expect = [{ path = "$.experiment_id", exists = true }]
+
+[[check]]
+name = "trino"
+[[check.step]]
+trino.query.sql = "SELECT count(*) AS n FROM tpch.tiny.nation"
+expect = [{ path = "$.rows[0].n", equals = 25 }]
+"#;
+
+#[test]
+fn each_image_serves_its_real_service_and_fails_once_killed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dir = std::env::temp_dir().join(format!("harness-smoke-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("smoke.toml"), SMOKE).unwrap();
+    let spec = Spec::load(&root.join("fixtures/platform.toml"), &dir).unwrap();
+    let checks: Vec<Arc<_>> = spec.checks().cloned().map(Arc::new).collect();
+    let all: BTreeSet<String> = checks.iter().map(|c| c.id()).collect();
+    let session = Session::start(&spec, &checks, &all, None).unwrap();
+
+    for c in &checks {
+        if let Err(e) = session.trial(c) {
+            panic!(
+                "{} on a healthy platform: {}",
+                c.id(),
+                e.message().unwrap_or_default()
+            );
+        }
+    }
+
+    for c in &checks {
+        let container = format!("{}-{}", c.name, session.run_id());
+        let killed = Command::new("docker")
+            .args(["kill", &container])
+            .output()
+            .unwrap();
+        assert!(killed.status.success(), "docker kill {container}");
+        let err = session
+            .trial(c)
+            .expect_err("a check against a killed server must not pass");
+        let msg = err.message().unwrap_or_default();
+        eprintln!("killed {}: {}", c.name, msg.lines().next().unwrap_or_default());
+        assert!(msg.starts_with("ERROR: step 1"), "{msg}");
+        assert!(
+            msg.contains(&format!("on {}", c.name)),
+            "names the service: {msg}"
+        );
+    }
+    session.finish();
+}
