@@ -2,16 +2,15 @@
 //! ready, a wrong password, a panic mid-run. Each asserts the verdict, the reason, and
 //! that nothing of the run is left on the engine.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use platform_harness::checks::Outcome;
-use platform_harness::platform::docker::{self, LABEL_RUN};
+use platform_harness::platform::docker;
 use platform_harness::report::junit;
 use platform_harness::run::Session;
 use platform_harness::spec::{Check, Spec};
-use testcontainers::bollard::query_parameters::ListContainersOptionsBuilder;
 
 const POSTGRES: &str = r#"
 [services.{name}]
@@ -61,17 +60,8 @@ fn all(checks: &[Arc<Check>]) -> BTreeSet<String> {
 fn containers_of(run_id: &str) -> usize {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let docker = docker::connect().unwrap();
-        let filter = HashMap::from([("label", vec![format!("{LABEL_RUN}={run_id}")])]);
-        docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::new()
-                    .all(true)
-                    .filters(&filter)
-                    .build(),
-            ))
+        docker::run_containers(&docker::connect().unwrap(), run_id)
             .await
-            .unwrap()
             .len()
     })
 }

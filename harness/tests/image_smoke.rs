@@ -78,7 +78,11 @@ fn each_image_serves_its_real_service_and_fails_once_killed() {
             .trial(c)
             .expect_err("a check against a killed server must not pass");
         let msg = err.message().unwrap_or_default();
-        eprintln!("killed {}: {}", c.name, msg.lines().next().unwrap_or_default());
+        eprintln!(
+            "killed {}: {}",
+            c.name,
+            msg.lines().next().unwrap_or_default()
+        );
         assert!(msg.starts_with("ERROR: step 1"), "{msg}");
         assert!(
             msg.contains(&format!("on {}", c.name)),

@@ -102,16 +102,17 @@ async fn collect_logs(
     out
 }
 
-/// Removes every container (with its anonymous volumes) and network labelled with
-/// `run_id`. Returns what it removed, for the console.
-pub async fn remove_run(docker: &Docker, run_id: &str) -> Vec<String> {
-    let filter = HashMap::from([("label", vec![format!("{LABEL_RUN}={run_id}")])]);
-    remove_matching(docker, &filter).await
+/// Ids of every container, running or not, labelled with `run_id`.
+pub async fn run_containers(docker: &Docker, run_id: &str) -> Vec<String> {
+    containers_matching(docker, &run_filter(run_id)).await
 }
 
-async fn remove_matching(docker: &Docker, filter: &HashMap<&str, Vec<String>>) -> Vec<String> {
-    let mut removed = Vec::new();
-    let containers = docker
+fn run_filter(run_id: &str) -> HashMap<&'static str, Vec<String>> {
+    HashMap::from([("label", vec![format!("{LABEL_RUN}={run_id}")])])
+}
+
+async fn containers_matching(docker: &Docker, filter: &HashMap<&str, Vec<String>>) -> Vec<String> {
+    docker
         .list_containers(Some(
             ListContainersOptionsBuilder::new()
                 .all(true)
@@ -119,16 +120,28 @@ async fn remove_matching(docker: &Docker, filter: &HashMap<&str, Vec<String>>) -
                 .build(),
         ))
         .await
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect()
+}
+
+/// Removes every container (with its anonymous volumes) and network labelled with
+/// `run_id`. Returns what it removed, for the console.
+pub async fn remove_run(docker: &Docker, run_id: &str) -> Vec<String> {
+    remove_matching(docker, &run_filter(run_id)).await
+}
+
+async fn remove_matching(docker: &Docker, filter: &HashMap<&str, Vec<String>>) -> Vec<String> {
+    let mut removed = Vec::new();
+    let containers = containers_matching(docker, filter).await;
     let rm = RemoveContainerOptionsBuilder::new()
         .force(true)
         .v(true)
         .build();
-    for c in containers {
-        if let Some(id) = c.id {
-            if docker.remove_container(&id, Some(rm.clone())).await.is_ok() {
-                removed.push(format!("container {}", &id[..12.min(id.len())]));
-            }
+    for id in containers {
+        if docker.remove_container(&id, Some(rm.clone())).await.is_ok() {
+            removed.push(format!("container {}", &id[..12.min(id.len())]));
         }
     }
     let networks = docker
