@@ -11,7 +11,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use platform_harness::checks::Outcome;
 use platform_harness::platform::external::ExternalPlatform;
-use platform_harness::run::{services_for, write_reports, Session};
+use platform_harness::report::write_reports;
+use platform_harness::run::{services_for, Session};
 use platform_harness::spec::Spec;
 
 #[derive(Parser)]

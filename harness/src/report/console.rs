@@ -2,6 +2,8 @@
 
 use std::sync::OnceLock;
 
+use super::CheckRecord;
+use crate::checks::Outcome;
 use crate::secrets::Masker;
 
 static MASKER: OnceLock<Masker> = OnceLock::new();
@@ -22,4 +24,32 @@ pub fn mask(text: &str) -> String {
 pub fn say(line: impl AsRef<str>) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{}", mask(line.as_ref()));
+}
+
+pub fn verdict_word(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Passed => "ok",
+        Outcome::Failed(_) => "FAILED",
+        Outcome::Errored(_) => "ERROR",
+    }
+}
+
+/// What the console shows for a check that did not pass: the reason, where the check is
+/// defined, and the last lines its services logged.
+pub fn failure_text(record: &CheckRecord) -> Option<String> {
+    let message = match &record.outcome {
+        Outcome::Passed => return None,
+        Outcome::Failed(m) => format!("FAILED: {m}"),
+        Outcome::Errored(m) => format!("ERROR: {m}"),
+    };
+    let mut text = message;
+    text.push_str(&format!("\n  at {}", record.location));
+    for (svc, tail) in &record.service_logs {
+        let last: Vec<&str> = tail.lines().rev().take(15).collect();
+        text.push_str(&format!("\n  last log lines of {svc}:"));
+        for l in last.into_iter().rev() {
+            text.push_str(&format!("\n    {l}"));
+        }
+    }
+    Some(text)
 }

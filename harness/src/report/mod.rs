@@ -5,10 +5,12 @@ pub mod console;
 pub mod junit;
 pub mod summary;
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::checks::{Outcome, StepRecord};
 use crate::platform::ServiceStart;
+use crate::secrets::Masker;
 use crate::spec::suite::Location;
 
 #[derive(Debug, Clone)]
@@ -28,4 +30,32 @@ pub struct RunReport {
     pub checks: Vec<CheckRecord>,
     pub services: Vec<ServiceStart>,
     pub wall: Duration,
+}
+
+/// JUnit at `junit_path`, the Markdown summary beside it and, on GitHub Actions, in the
+/// job summary. Problems are reported, not fatal: the verdict stands without them.
+pub fn write_reports(report: &RunReport, masker: &Masker, junit_path: &Path) {
+    match junit::write(report, masker, junit_path) {
+        Ok(()) => console::say(format!(
+            "platform: JUnit report written to {}",
+            junit_path.display()
+        )),
+        Err(e) => console::say(format!("error: {e}")),
+    }
+    let md = summary::render(report, masker);
+    let md_path = junit_path.with_file_name("platform-summary.md");
+    if let Err(e) = std::fs::write(&md_path, &md) {
+        console::say(format!("error: writing {}: {e}", md_path.display()));
+    }
+    if let Some(step_summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&step_summary)
+            .and_then(|mut f| f.write_all(md.as_bytes()));
+        if let Err(e) = appended {
+            console::say(format!("error: writing $GITHUB_STEP_SUMMARY: {e}"));
+        }
+    }
 }

@@ -1,100 +1,24 @@
-//! One run: load the specs, select what the filters leave, start those services, run each
-//! check as a libtest trial, tear everything down, write the reports.
+//! A started run: its platform, the checks' results as they arrive (for `needs`), and
+//! the records the reports are made from.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use tokio::sync::watch;
 
+use super::interrupt::{install_interrupt_cleanup, yield_to_interrupt};
 use crate::checks::{run_check, CheckRun, Outcome, Vars};
 use crate::platform::containers::ContainerPlatform;
 use crate::platform::external::ExternalPlatform;
 use crate::platform::{docker, Platform};
-use crate::report::{console, junit, summary, CheckRecord, RunReport};
+use crate::report::console::{failure_text, verdict_word};
+use crate::report::{console, write_reports, CheckRecord, RunReport};
 use crate::secrets::{Masker, Secrets};
-use crate::spec::{graph, Check, Spec};
-
-/// Where the inputs and outputs of a run are. Environment variables override the
-/// defaults below the repository root.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    pub platform: PathBuf,
-    pub suites: PathBuf,
-    pub junit: PathBuf,
-    /// An already-running platform: no container is started.
-    pub endpoints: Option<PathBuf>,
-}
-
-impl Paths {
-    pub fn from_env(root: &Path) -> Self {
-        let var = |k: &str, default: PathBuf| std::env::var_os(k).map_or(default, PathBuf::from);
-        Self {
-            platform: var("PLATFORM_SPEC", root.join("fixtures/platform.toml")),
-            suites: var("PLATFORM_SUITES", root.join("suites")),
-            junit: var("PLATFORM_JUNIT", root.join("target/platform-junit.xml")),
-            endpoints: std::env::var_os("PLATFORM_ENDPOINTS").map(PathBuf::from),
-        }
-    }
-}
-
-/// Trials wait on the network, not the CPU; libtest's default (one per core) would leave
-/// a 2-core machine idle while a broker starts.
-const DEFAULT_TEST_THREADS: usize = 4;
-
-/// `cargo test --test platform` entry point.
-pub fn libtest_main(root: &Path) -> ExitCode {
-    let mut args = Arguments::from_args();
-    args.test_threads.get_or_insert(DEFAULT_TEST_THREADS);
-    let paths = Paths::from_env(root);
-    let spec = match Spec::load(&paths.platform, &paths.suites) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: invalid platform or suite spec:\n{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let checks: Vec<Arc<Check>> = spec.checks().cloned().map(Arc::new).collect();
-    let listing: Vec<Trial> = checks.iter().map(|c| trial_stub(c)).collect();
-    if args.list {
-        return libtest_mimic::run(&args, listing).exit_code();
-    }
-    let selected: BTreeSet<String> = listing
-        .iter()
-        .filter(|t| !args.is_filtered_out(t) && !args.is_ignored(t))
-        .map(|t| t.name().to_string())
-        .collect();
-    match Session::start(&spec, &checks, &selected, paths.endpoints.as_deref()) {
-        Ok(session) => session.run_libtest(&args, checks, &paths.junit),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn trial_stub(c: &Check) -> Trial {
-    Trial::test(c.id(), || Ok(())).with_ignored_flag(c.ignore)
-}
-
-/// The services the selected checks talk to, with their dependencies.
-pub fn services_for<'a>(
-    spec: &Spec,
-    checks: impl IntoIterator<Item = &'a Check>,
-) -> BTreeSet<String> {
-    let deps: BTreeMap<String, Vec<String>> = spec
-        .platform
-        .services
-        .iter()
-        .map(|(n, s)| (n.clone(), s.depends_on.clone()))
-        .collect();
-    let wanted: BTreeSet<String> = checks.into_iter().flat_map(|c| c.services()).collect();
-    graph::closure(wanted.iter().map(String::as_str), &deps)
-}
+use crate::spec::{Check, Spec};
 
 /// A started run. Dropping it removes every container of the run, also during a panic.
 pub struct Session {
@@ -141,7 +65,7 @@ impl Session {
             .build()
             .map_err(|e| format!("starting the async runtime: {e}"))?;
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-        let needed = services_for(
+        let needed = super::services_for(
             spec,
             checks
                 .iter()
@@ -189,7 +113,12 @@ impl Session {
         })
     }
 
-    fn run_libtest(self, args: &Arguments, checks: Vec<Arc<Check>>, junit_path: &Path) -> ExitCode {
+    pub(super) fn run_libtest(
+        self,
+        args: &Arguments,
+        checks: Vec<Arc<Check>>,
+        junit_path: &Path,
+    ) -> ExitCode {
         let session = Arc::new(self);
         let trials: Vec<Trial> = checks
             .into_iter()
@@ -307,62 +236,6 @@ impl Session {
     pub fn masker(&self) -> &Masker {
         &self.masker
     }
-}
-
-/// JUnit at `junit_path`, the Markdown summary beside it and, on GitHub Actions, in the
-/// job summary. Problems are reported, not fatal: the verdict stands without them.
-pub fn write_reports(report: &RunReport, masker: &Masker, junit_path: &Path) {
-    match junit::write(report, masker, junit_path) {
-        Ok(()) => console::say(format!(
-            "platform: JUnit report written to {}",
-            junit_path.display()
-        )),
-        Err(e) => console::say(format!("error: {e}")),
-    }
-    let md = summary::render(report, masker);
-    let md_path = junit_path.with_file_name("platform-summary.md");
-    if let Err(e) = std::fs::write(&md_path, &md) {
-        console::say(format!("error: writing {}: {e}", md_path.display()));
-    }
-    if let Some(step_summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-        use std::io::Write;
-        let appended = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&step_summary)
-            .and_then(|mut f| f.write_all(md.as_bytes()));
-        if let Err(e) = appended {
-            console::say(format!("error: writing $GITHUB_STEP_SUMMARY: {e}"));
-        }
-    }
-}
-
-fn verdict_word(o: &Outcome) -> &'static str {
-    match o {
-        Outcome::Passed => "ok",
-        Outcome::Failed(_) => "FAILED",
-        Outcome::Errored(_) => "ERROR",
-    }
-}
-
-/// What the console shows for a check that did not pass: the reason, where the check is
-/// defined, and the last lines its services logged.
-fn failure_text(record: &CheckRecord) -> Option<String> {
-    let message = match &record.outcome {
-        Outcome::Passed => return None,
-        Outcome::Failed(m) => format!("FAILED: {m}"),
-        Outcome::Errored(m) => format!("ERROR: {m}"),
-    };
-    let mut text = message;
-    text.push_str(&format!("\n  at {}", record.location));
-    for (svc, tail) in &record.service_logs {
-        let last: Vec<&str> = tail.lines().rev().take(15).collect();
-        text.push_str(&format!("\n  last log lines of {svc}:"));
-        for l in last.into_iter().rev() {
-            text.push_str(&format!("\n    {l}"));
-        }
-    }
-    Some(text)
 }
 
 impl Session {
@@ -496,47 +369,5 @@ impl Drop for Session {
             drop(p);
         }
         docker::remove_run_blocking(&self.run_id);
-    }
-}
-
-static INTERRUPTED_RUN: Mutex<Option<String>> = Mutex::new(None);
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Ctrl-C and SIGTERM remove the run's containers and network, then exit with 130.
-/// Meanwhile the main thread must not race the handler to a normal exit: `finish`
-/// waits for it.
-fn install_interrupt_cleanup(run_id: &str) {
-    let first = INTERRUPTED_RUN
-        .lock()
-        .map(|mut r| r.replace(run_id.to_string()).is_none())
-        .unwrap_or(false);
-    if first {
-        let _ = ctrlc::set_handler(|| {
-            INTERRUPTED.store(true, Ordering::SeqCst);
-            let run = INTERRUPTED_RUN.lock().ok().and_then(|r| r.clone());
-            // Never panic here (a closed stderr must not stop the cleanup).
-            use std::io::Write;
-            if let Some(run) = run {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\nplatform: interrupted; removing the containers of run {run}"
-                );
-                let removed = docker::remove_run_blocking(&run);
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "platform: removed {} object(s)",
-                    removed.len()
-                );
-            }
-            std::process::exit(130);
-        });
-    }
-}
-
-/// Once an interrupt is being handled, waits for the handler to remove the run and exit
-/// the process (bounded, should the handler itself fail).
-fn yield_to_interrupt() {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_secs(30));
     }
 }
