@@ -1,0 +1,208 @@
+//! Kafka checks with rdkafka (librdkafka), the client most Rust services use.
+//!
+//! librdkafka retries forever by default. Every client here has socket, request and
+//! delivery timeouts and every wait is bounded, so an unreachable broker is an error
+//! within seconds instead of a hang.
+
+mod client;
+mod group;
+mod roundtrip;
+mod steps;
+mod verify;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::message::{Header, Headers};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{StepContext, StepError};
+use client::Kafka;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum KafkaAction {
+    /// Cluster metadata: `{brokers, topics, partitions}`.
+    Topics(TopicsSpec),
+    /// Produce messages (creating the topic if missing): `{topic, count, messages}`.
+    Produce(ProduceSpec),
+    /// Consume `count` messages within a deadline: `{messages, count}`.
+    Consume(ConsumeSpec),
+    /// Produce keyed messages with headers to a new topic, read them back, verify
+    /// everything, commit, delete the topic.
+    Roundtrip(RoundtripSpec),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsSpec {}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProduceSpec {
+    pub topic: String,
+    pub messages: Vec<MessageSpec>,
+    /// Partitions of the topic if this step creates it (default 1).
+    #[serde(default = "one")]
+    pub partitions: i32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageSpec {
+    pub key: Option<String>,
+    pub value: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumeSpec {
+    pub topic: String,
+    /// Consumer group (default: a new one per run, so nothing was committed before).
+    pub group: Option<String>,
+    pub count: usize,
+    #[serde(default = "consume_within", with = "humantime_serde")]
+    pub within: Duration,
+    #[serde(default)]
+    pub from: StartFrom,
+}
+
+/// Where a group without committed offsets starts (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoundtripSpec {
+    #[serde(default = "default_messages")]
+    pub messages: usize,
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    #[serde(default = "roundtrip_within", with = "humantime_serde")]
+    pub within: Duration,
+}
+
+fn one() -> i32 {
+    1
+}
+fn default_messages() -> usize {
+    100
+}
+fn default_partitions() -> i32 {
+    3
+}
+fn consume_within() -> Duration {
+    Duration::from_secs(20)
+}
+fn roundtrip_within() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl KafkaAction {
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Self::Topics(_) => "topics",
+            Self::Produce(_) => "produce",
+            Self::Consume(_) => "consume",
+            Self::Roundtrip(_) => "roundtrip",
+        }
+    }
+
+    pub async fn run(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
+        let kafka = Kafka::new(cx)?;
+        // Every verb starts by asking for metadata: it fails fast, with the cause, when
+        // the broker cannot be reached.
+        let metadata = kafka.metadata().await?;
+        match self {
+            Self::Topics(_) => Ok(metadata),
+            Self::Produce(spec) => steps::produce(&kafka, cx, spec).await,
+            Self::Consume(spec) => steps::consume(&kafka, cx, spec).await,
+            Self::Roundtrip(spec) => roundtrip::roundtrip(&kafka, spec).await,
+        }
+    }
+}
+
+// Shared by the steps, the roundtrip and its verification.
+
+/// A header value as text; not-UTF-8 bytes are replaced, absent values are null.
+fn header_map<H: Headers>(headers: Option<&H>) -> Map<String, Value> {
+    headers
+        .map(|h| {
+            h.iter()
+                .map(|Header { key, value }| {
+                    let v = value.map_or(Value::Null, |v| json!(String::from_utf8_lossy(v)));
+                    (key.to_string(), v)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn text(bytes: Option<&[u8]>) -> Value {
+    bytes.map_or(Value::Null, |b| json!(String::from_utf8_lossy(b)))
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[derive(Deserialize)]
+    struct Step {
+        kafka: KafkaAction,
+    }
+
+    fn parse(toml_text: &str) -> Result<KafkaAction, String> {
+        toml::from_str::<Step>(toml_text)
+            .map(|s| s.kafka)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn verbs_take_their_defaults() {
+        match parse("kafka.roundtrip = {}").unwrap() {
+            KafkaAction::Roundtrip(r) => {
+                assert_eq!((r.messages, r.partitions), (100, 3));
+                assert_eq!(r.within, Duration::from_secs(30));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(r#"kafka.consume = { topic = "t", count = 2, from = "latest" }"#).unwrap() {
+            KafkaAction::Consume(c) => {
+                assert_eq!((c.count, c.from, c.group), (2, StartFrom::Latest, None));
+                assert_eq!(c.within, Duration::from_secs(20));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse("kafka.topics = {}").unwrap().verb(), "topics");
+    }
+
+    #[rstest]
+    #[case("kafka.roundtrip = { mesages = 5 }", "unknown field `mesages`")]
+    #[case("kafka.consume = { topic = \"t\" }", "missing field `count`")]
+    #[case(
+        "kafka.consume = { topic = \"t\", count = 1, from = \"start\" }",
+        "unknown variant `start`"
+    )]
+    #[case(
+        "kafka.produce = { topic = \"t\", messages = [{ val = \"v\" }] }",
+        "unknown field `val`"
+    )]
+    #[case("kafka.publish = {}", "unknown variant `publish`")]
+    fn rejects_mistakes(#[case] text: &str, #[case] expected: &str) {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains(expected), "{err}");
+    }
+}

@@ -1,0 +1,96 @@
+//! The user-level verbs `produce` and `consume`, with suite-given topics, keys, values
+//! and headers.
+
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use serde_json::{json, Value};
+
+use super::client::{Kafka, DELIVERY_TIMEOUT};
+use super::group::{commit, next_offsets, receive, shortfall};
+use super::{header_map, short_id, text, ConsumeSpec, ProduceSpec};
+use crate::checks::{StepContext, StepError};
+
+pub(super) async fn produce(
+    k: &Kafka,
+    cx: &StepContext<'_>,
+    spec: &ProduceSpec,
+) -> Result<Value, StepError> {
+    let topic = cx.render(&spec.topic)?;
+    if spec.partitions < 1 {
+        return Err(StepError::Error("`partitions` must be at least 1".into()));
+    }
+    // Explicitly, not by auto-create: platforms often turn auto-create off.
+    k.create_topic(&k.admin()?, &topic, spec.partitions, true)
+        .await?;
+    let producer = k.producer(DELIVERY_TIMEOUT)?;
+    let what = |i: usize| format!("producing message {} to `{topic}`", i + 1);
+    let mut pending = Vec::new();
+    for (i, m) in spec.messages.iter().enumerate() {
+        let key = m.key.as_deref().map(|t| cx.render(t)).transpose()?;
+        let value = m.value.as_deref().map(|t| cx.render(t)).transpose()?;
+        let mut headers = OwnedHeaders::new();
+        for (name, v) in &m.headers {
+            let v = cx.render(v)?;
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(&v),
+            });
+        }
+        let mut record = FutureRecord::<String, String>::to(&topic).headers(headers);
+        if let Some(key) = &key {
+            record = record.key(key);
+        }
+        if let Some(value) = &value {
+            record = record.payload(value);
+        }
+        let delivery = producer
+            .send_result(record)
+            .map_err(|(e, _)| k.error(what(i), e))?;
+        pending.push((key, delivery));
+    }
+    let mut out = Vec::new();
+    for (i, (key, delivery)) in pending.into_iter().enumerate() {
+        let d = k.delivered(what(i), delivery.await)?;
+        out.push(json!({"key": key, "partition": d.partition, "offset": d.offset}));
+    }
+    Ok(json!({"topic": topic, "count": out.len(), "messages": out}))
+}
+
+pub(super) async fn consume(
+    k: &Kafka,
+    cx: &StepContext<'_>,
+    spec: &ConsumeSpec,
+) -> Result<Value, StepError> {
+    let topic = cx.render(&spec.topic)?;
+    let group = match &spec.group {
+        Some(g) => cx.render(g)?,
+        None => format!("harness-consume-{}", short_id()),
+    };
+    let consumer = k.subscriber(&group, spec.from, &topic)?;
+    let deadline = tokio::time::Instant::now() + spec.within;
+    let (got, last_error) = receive(&consumer, spec.count, deadline).await;
+    if got.len() < spec.count {
+        return Err(StepError::Failure(shortfall(
+            k,
+            &topic,
+            got.len(),
+            spec.count,
+            spec.within,
+            last_error,
+        )));
+    }
+    commit(k, &consumer, &topic, &next_offsets(&got)).await?;
+    let messages: Vec<Value> = got
+        .iter()
+        .map(|(m, _)| {
+            json!({
+                "key": text(m.key()),
+                "value": text(m.payload()),
+                "headers": header_map(m.headers()),
+                "partition": m.partition(),
+                "offset": m.offset(),
+            })
+        })
+        .collect();
+    Ok(json!({"topic": topic, "group": group, "count": messages.len(), "messages": messages}))
+}
