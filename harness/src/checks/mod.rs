@@ -5,6 +5,7 @@ pub mod assert;
 pub mod http;
 pub mod kafka;
 pub mod mlflow;
+pub mod pipeline;
 pub mod postgres;
 mod runner;
 pub mod s3;
@@ -57,11 +58,13 @@ pub enum Action {
     Mlflow(mlflow::MlflowAction),
     Trino(trino::TrinoAction),
     Http(http::HttpAction),
+    Pipeline(pipeline::PipelineAction),
 }
 
 impl Action {
-    pub const NAMESPACES: &'static [&'static str] =
-        &["postgres", "s3", "kafka", "mlflow", "trino", "http"];
+    pub const NAMESPACES: &'static [&'static str] = &[
+        "postgres", "s3", "kafka", "mlflow", "trino", "http", "pipeline",
+    ];
 
     /// `namespace.verb`, as written in suites.
     pub fn kind(&self) -> String {
@@ -72,12 +75,25 @@ impl Action {
             Self::Mlflow(a) => format!("mlflow.{}", a.verb()),
             Self::Trino(a) => format!("trino.{}", a.verb()),
             Self::Http(a) => format!("http.{}", a.verb()),
+            Self::Pipeline(a) => format!("pipeline.{}", a.verb()),
         }
     }
 
     /// Services the action uses besides its step's own (data moving between services).
     pub fn extra_services(&self) -> Vec<String> {
-        Vec::new()
+        match self {
+            Self::Pipeline(a) => a.extra_services(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Resolves the action's relative file names against the platform spec's directory
+    /// (`fixtures/`) when the suite loads; `Err` says which file is missing.
+    pub fn resolve_files(&mut self, base: &std::path::Path) -> Result<(), String> {
+        match self {
+            Self::Pipeline(a) => a.resolve_files(base),
+            _ => Ok(()),
+        }
     }
 
     /// The service a step talks to when the suite does not say.
@@ -88,7 +104,7 @@ impl Action {
             Self::Kafka(_) => Some("kafka"),
             Self::Mlflow(_) => Some("mlflow"),
             Self::Trino(_) => Some("trino"),
-            Self::Http(_) => None,
+            Self::Http(_) | Self::Pipeline(_) => None,
         }
     }
 
@@ -100,6 +116,7 @@ impl Action {
             Self::Mlflow(a) => a.run(cx).await,
             Self::Trino(a) => a.run(cx).await,
             Self::Http(a) => a.run(cx).await,
+            Self::Pipeline(a) => a.run(cx).await,
         }
     }
 }

@@ -55,6 +55,7 @@ struct StepFile {
     mlflow: Option<checks::mlflow::MlflowAction>,
     trino: Option<checks::trino::TrinoAction>,
     http: Option<checks::http::HttpAction>,
+    pipeline: Option<checks::pipeline::PipelineAction>,
     #[serde(default)]
     expect: Vec<Spanned<ExpectSpec>>,
     /// Variable name -> JSONPath into the step's output.
@@ -283,6 +284,9 @@ impl StepFile {
         if let Some(a) = &self.http {
             set.push(Action::Http(a.clone()));
         }
+        if let Some(a) = &self.pipeline {
+            set.push(Action::Pipeline(a.clone()));
+        }
         match set.len() {
             1 => Ok(set.remove(0)),
             0 => Err(format!(
@@ -311,7 +315,10 @@ fn build_step(
 ) -> Result<Step, StepError> {
     let s = spanned.get_ref();
     let span = spanned.span();
-    let action = s.action().map_err(|m| (span.clone(), m))?;
+    let mut action = s.action().map_err(|m| (span.clone(), m))?;
+    action
+        .resolve_files(platform.base_dir())
+        .map_err(|m| (span.clone(), m))?;
     let explicit = s
         .service
         .as_ref()

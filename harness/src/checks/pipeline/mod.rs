@@ -3,9 +3,9 @@
 //! fast; the suite chains the hops as checks (`needs`) and verifies the result with the
 //! ordinary kinds (`postgres.query`, `trino.query`, `mlflow.*`).
 //!
-//! The hops reuse the other kinds' verbs for the services they write to (`kafka.produce`,
+//! For Kafka and MinIO the hops call the other kinds' verbs (`kafka.produce`,
 //! `kafka.consume`, `s3.put`), so clients, timeouts and error messages are the same as in
-//! the single-service suites.
+//! the single-service suites; for PostgreSQL, `postgres`'s connection and query.
 
 mod land;
 mod publish;
@@ -37,17 +37,49 @@ pub enum PipelineAction {
     Publish(PublishSpec),
     /// Kafka -> MinIO: change events as JSON-lines files, one per day.
     Land(LandSpec),
-    /// Time since an instant a hop reported (`first_published_at_ms`); talks to no service.
-    Elapsed(ElapsedSpec),
+    /// Reads the clock: `{now_ms}`, and with `since_ms` (an instant a hop reported, like
+    /// `first_published_at_ms`) the time since. Talks to no service.
+    Clock(ClockSpec),
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ElapsedSpec {
+pub struct ClockSpec {
     /// Milliseconds since the Unix epoch, usually a captured `${var}`.
-    pub since_ms: String,
+    pub since_ms: Option<Number>,
     /// Rows moved meanwhile: adds `rows_per_second`.
-    pub rows: Option<String>,
+    pub rows: Option<Number>,
+}
+
+/// A number written as such or as a captured variable (`count = "${rows}"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Number {
+    Literal(f64),
+    Var(String),
+}
+
+impl Number {
+    fn value(&self, cx: &StepContext<'_>, field: &str) -> Result<f64, StepError> {
+        match self {
+            Self::Literal(n) => Ok(*n),
+            Self::Var(text) => {
+                let rendered = cx.render(text)?;
+                rendered.trim().parse().map_err(|_| {
+                    StepError::Error(format!("`{field}`: {rendered:?} is not a number"))
+                })
+            }
+        }
+    }
+
+    /// A count: a whole number, not negative.
+    fn count(&self, cx: &StepContext<'_>, field: &str) -> Result<usize, StepError> {
+        let n = self.value(cx, field)?;
+        if n < 0.0 || n.fract() != 0.0 || n > usize::MAX as f64 {
+            return Err(StepError::Error(format!("`{field}`: {n} is not a count")));
+        }
+        Ok(n as usize)
+    }
 }
 
 impl PipelineAction {
@@ -56,7 +88,7 @@ impl PipelineAction {
             Self::LoadCsv(_) => "load_csv",
             Self::Publish(_) => "publish",
             Self::Land(_) => "land",
-            Self::Elapsed(_) => "elapsed",
+            Self::Clock(_) => "clock",
         }
     }
 
@@ -65,7 +97,7 @@ impl PipelineAction {
         match self {
             Self::Publish(_) => vec![KAFKA.to_string()],
             Self::Land(_) => vec![MINIO.to_string()],
-            Self::LoadCsv(_) | Self::Elapsed(_) => Vec::new(),
+            Self::LoadCsv(_) | Self::Clock(_) => Vec::new(),
         }
     }
 
@@ -83,60 +115,52 @@ impl PipelineAction {
             Self::LoadCsv(spec) => seed::load_csv(cx, spec).await,
             Self::Publish(spec) => publish::publish(cx, spec).await,
             Self::Land(spec) => land::land(cx, spec).await,
-            Self::Elapsed(spec) => elapsed(cx, spec),
+            Self::Clock(spec) => clock(cx, spec),
         }
     }
 }
 
-fn elapsed(cx: &StepContext<'_>, spec: &ElapsedSpec) -> Result<Value, StepError> {
-    let since = number(cx, "since_ms", &spec.since_ms)?;
+fn clock(cx: &StepContext<'_>, spec: &ClockSpec) -> Result<Value, StepError> {
     let now = now_ms();
-    let ms = (now as f64 - since).max(0.0);
-    let mut out = json!({"now_ms": now, "ms": ms.round(), "seconds": round3(ms / 1000.0)});
+    let mut out = json!({ "now_ms": now });
+    let Some(since) = &spec.since_ms else {
+        return Ok(out);
+    };
+    let ms = (now as f64 - since.value(cx, "since_ms")?).max(0.0);
+    out["ms"] = json!(ms.round());
+    out["seconds"] = json!(round3(ms / 1000.0));
     if let Some(rows) = &spec.rows {
-        let rows = number(cx, "rows", rows)?;
+        let rows = rows.value(cx, "rows")?;
         out["rows_per_second"] = json!(per_second(rows, Duration::from_secs_f64(ms / 1000.0)));
     }
     Ok(out)
 }
 
-fn number(cx: &StepContext<'_>, field: &str, text: &str) -> Result<f64, StepError> {
-    let rendered = cx.render(text)?;
-    rendered.trim().parse().map_err(|_| {
-        StepError::Error(format!(
-            "pipeline.elapsed: `{field}` {rendered:?} is not a number"
-        ))
-    })
-}
-
 /// Milliseconds since the Unix epoch, the unit hops report instants in.
-pub(crate) fn now_ms() -> i64 {
+fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Throughput rounded to a tenth: enough for a report, stable to read.
-pub(crate) fn per_second(rows: f64, took: Duration) -> f64 {
+fn per_second(rows: f64, took: Duration) -> f64 {
     let secs = took.as_secs_f64().max(1e-6);
     (rows / secs * 10.0).round() / 10.0
 }
 
-pub(crate) fn round3(x: f64) -> f64 {
+fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
 /// The verbs a hop reuses render `${var}` in whatever they are given; data passes through
 /// them as a literal (`$$` is a literal `$`).
-pub(crate) fn literal(text: &str) -> String {
+fn literal(text: &str) -> String {
     text.replace('$', "$$")
 }
 
 /// A context for another service's verb: the same variables, that service's endpoint.
-pub(crate) fn context_for<'a>(
-    cx: &'a StepContext<'a>,
-    service: &str,
-) -> Result<StepContext<'a>, StepError> {
+fn context_for<'a>(cx: &'a StepContext<'a>, service: &str) -> Result<StepContext<'a>, StepError> {
     Ok(StepContext {
         endpoint: cx.endpoint_of(service)?,
         endpoints: cx.endpoints,
@@ -147,8 +171,11 @@ pub(crate) fn context_for<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::Vars;
+    use crate::platform::endpoint::Endpoint;
     use crate::spec::template;
     use rstest::rstest;
+    use std::collections::BTreeMap;
 
     #[rstest]
     #[case("plain", "plain")]
@@ -194,7 +221,8 @@ mod tests {
         "land",
         &["minio"]
     )]
-    #[case("pipeline.elapsed = { since_ms = '${t}' }", "elapsed", &[])]
+    #[case("pipeline.clock = { since_ms = '${t}', rows = 10 }", "clock", &[])]
+    #[case("pipeline.clock = {}", "clock", &[])]
     fn parses_verbs(#[case] src: &str, #[case] verb: &str, #[case] extra: &[&str]) {
         let action = parse(src).unwrap();
         assert_eq!(action.verb(), verb);
@@ -212,6 +240,59 @@ mod tests {
     fn rejects_bad_specs(#[case] src: &str, #[case] wanted: &str) {
         let err = parse(src).unwrap_err();
         assert!(err.contains(wanted), "{err}");
+    }
+
+    fn with_context<T>(vars: Vars, f: impl FnOnce(&StepContext<'_>) -> T) -> T {
+        let endpoint = Endpoint {
+            service: "trino".into(),
+            host: "127.0.0.1".into(),
+            ports: BTreeMap::new(),
+            params: BTreeMap::new(),
+        };
+        let endpoints = BTreeMap::new();
+        f(&StepContext {
+            endpoint: &endpoint,
+            endpoints: &endpoints,
+            vars: &vars,
+        })
+    }
+
+    #[test]
+    fn the_clock_measures_from_a_captured_instant() {
+        let vars = Vars::from([("t".to_string(), json!(now_ms() - 2000))]);
+        let spec = ClockSpec {
+            since_ms: Some(Number::Var("${t}".into())),
+            rows: Some(Number::Literal(1000.0)),
+        };
+        let out = with_context(vars, |cx| clock(cx, &spec)).unwrap();
+        let seconds = out["seconds"].as_f64().unwrap();
+        assert!((2.0..3.0).contains(&seconds), "{out}");
+        let rate = out["rows_per_second"].as_f64().unwrap();
+        assert!((333.0..=500.0).contains(&rate), "{out}");
+    }
+
+    #[rstest]
+    #[case(Number::Var("${t}".into()), "`count`: \"soon\" is not a number")]
+    #[case(Number::Literal(2.5), "`count`: 2.5 is not a count")]
+    #[case(Number::Literal(-1.0), "`count`: -1 is not a count")]
+    #[case(Number::Var("${nope}".into()), "unknown variable `${nope}`")]
+    fn rejects_what_is_not_a_count(#[case] n: Number, #[case] wanted: &str) {
+        let vars = Vars::from([("t".to_string(), json!("soon"))]);
+        let err = with_context(vars, |cx| n.count(cx, "count")).unwrap_err();
+        assert!(
+            matches!(&err, StepError::Error(m) if m.contains(wanted)),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn counts_from_captured_numbers() {
+        let vars = Vars::from([("rows".to_string(), json!(12000))]);
+        let n = Number::Var("${rows}".into());
+        assert_eq!(
+            with_context(vars, |cx| n.count(cx, "count")).unwrap(),
+            12000
+        );
     }
 
     #[test]

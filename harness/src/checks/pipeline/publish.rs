@@ -122,7 +122,12 @@ fn events(
         .as_array()
         .map(|cols| {
             cols.iter()
-                .map(|c| (c["name"].as_str().unwrap_or(""), c["type"].as_str().unwrap_or("")))
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or(""),
+                        c["type"].as_str().unwrap_or(""),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -133,7 +138,10 @@ fn events(
             names.join(", ")
         ));
     }
-    let rows = result["rows"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let rows = result["rows"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     rows.iter()
         .map(|row| {
             let after: Map<String, Value> = types
@@ -203,7 +211,10 @@ mod tests {
         let events = events(&result(), "order_id", &source, 42).unwrap();
         assert_eq!(events.len(), 1);
         let (k, v) = &events[0];
-        assert_eq!(serde_json::from_str::<Value>(k).unwrap(), json!({"order_id": 1}));
+        assert_eq!(
+            serde_json::from_str::<Value>(k).unwrap(),
+            json!({"order_id": 1})
+        );
         assert_eq!(
             serde_json::from_str::<Value>(v).unwrap(),
             json!({
@@ -219,6 +230,9 @@ mod tests {
     #[test]
     fn a_missing_key_column_is_named() {
         let err = events(&result(), "id", &Value::Null, 0).unwrap_err();
-        assert!(err.contains("`id`") && err.contains("order_id, placed_at, amount"), "{err}");
+        assert!(
+            err.contains("`id`") && err.contains("order_id, placed_at, amount"),
+            "{err}"
+        );
     }
 }

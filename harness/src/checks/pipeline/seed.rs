@@ -42,9 +42,9 @@ impl LoadCsvSpec {
 
 pub(super) async fn load_csv(cx: &StepContext<'_>, spec: &LoadCsvSpec) -> Result<Value, StepError> {
     let table = cx.render(&spec.table)?;
-    let data = tokio::fs::read(&spec.file).await.map_err(|e| {
-        StepError::Error(format!("reading {}: {e}", spec.file.display()))
-    })?;
+    let data = tokio::fs::read(&spec.file)
+        .await
+        .map_err(|e| StepError::Error(format!("reading {}: {e}", spec.file.display())))?;
     let columns = header_columns(&data)
         .map_err(|e| StepError::Error(format!("{}: {e}", spec.file.display())))?;
     let ep = cx.endpoint;
