@@ -32,6 +32,14 @@ pub enum KafkaAction {
     /// Produce keyed messages with headers to a new topic, read them back, verify
     /// everything, commit, delete the topic.
     Roundtrip(RoundtripSpec),
+    /// Delete a topic (clean-up after a pipeline): `{topic}`.
+    DeleteTopic(DeleteTopicSpec),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteTopicSpec {
+    pub topic: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -113,6 +121,7 @@ impl KafkaAction {
             Self::Produce(_) => "produce",
             Self::Consume(_) => "consume",
             Self::Roundtrip(_) => "roundtrip",
+            Self::DeleteTopic(_) => "delete_topic",
         }
     }
 
@@ -126,6 +135,11 @@ impl KafkaAction {
             Self::Produce(spec) => steps::produce(&kafka, cx, spec).await,
             Self::Consume(spec) => steps::consume(&kafka, cx, spec).await,
             Self::Roundtrip(spec) => roundtrip::roundtrip(&kafka, spec).await,
+            Self::DeleteTopic(spec) => {
+                let topic = cx.render(&spec.topic)?;
+                kafka.delete_topic(&kafka.admin()?, &topic).await?;
+                Ok(serde_json::json!({ "topic": topic }))
+            }
         }
     }
 }
