@@ -46,7 +46,13 @@ const DEFAULT_TEST_THREADS: usize = 4;
 pub fn libtest_main(root: &Path) -> ExitCode {
     let mut args = Arguments::from_args();
     args.test_threads.get_or_insert(DEFAULT_TEST_THREADS);
-    let paths = Paths::from_env(root);
+    // From the repository root, so reports name files as a reader finds them
+    // ("suites/kafka.toml:12") and relative PLATFORM_* paths mean the same wherever cargo
+    // starts the binary (it starts test binaries in the crate's directory).
+    let paths = match std::env::set_current_dir(root) {
+        Ok(()) => Paths::from_env(Path::new("")),
+        Err(_) => Paths::from_env(root),
+    };
     let spec = match Spec::load(&paths.platform, &paths.suites) {
         Ok(s) => s,
         Err(e) => {
