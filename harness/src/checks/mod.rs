@@ -24,6 +24,14 @@ pub use runner::{run_check, CheckRun, Outcome, StepRecord};
 /// Variables captured by steps, visible to later steps as `${name}`.
 pub type Vars = BTreeMap<String, Value>;
 
+/// `len` random hex digits, for names of scratch objects (topics, buckets, schemas,
+/// tables) that must not meet those of another run.
+pub(crate) fn unique_id(len: usize) -> String {
+    let mut id = uuid::Uuid::new_v4().simple().to_string();
+    id.truncate(len.min(id.len()));
+    id
+}
+
 /// Why a step did not pass. The split is JUnit's: a `Failure` is an expectation about the
 /// service that did not hold; an `Error` is anything that kept the check from judging
 /// (unreachable service, bad input, a predecessor that failed).
@@ -181,5 +189,21 @@ impl Capture {
                 other.len()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(8)]
+    #[case(12)]
+    #[case(99)]
+    fn unique_ids_are_hex_of_the_asked_length(#[case] len: usize) {
+        let (a, b) = (super::unique_id(len), super::unique_id(len));
+        assert_eq!(a.len(), len.min(32));
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
     }
 }

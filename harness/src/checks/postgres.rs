@@ -196,10 +196,7 @@ fn typed(text: Option<&str>, ty: &str) -> Value {
 /// Create, insert, read back and drop in a schema of its own, so concurrent runs and
 /// real data are never touched. The schema is dropped even when a step in between fails.
 async fn scratch(mut client: Client, rows: i64) -> Result<Value, StepError> {
-    let schema = format!(
-        "harness_scratch_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
+    let schema = format!("harness_scratch_{}", super::unique_id(12));
     let err = |e: tokio_postgres::Error| StepError::Error(describe(&e));
     client
         .batch_execute(&format!(

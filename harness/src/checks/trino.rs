@@ -223,7 +223,7 @@ async fn one_row(
 }
 
 fn unique_suffix() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+    super::unique_id(12)
 }
 
 /// Runs `body`, which creates `table`, then drops the table even when a statement failed

@@ -165,7 +165,7 @@ fn text(bytes: Option<&[u8]>) -> Value {
 }
 
 fn short_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
+    super::unique_id(8)
 }
 
 #[cfg(test)]

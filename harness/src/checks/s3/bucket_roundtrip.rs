@@ -18,10 +18,7 @@ pub(super) async fn round_trip(s3: &S3, spec: &BucketSpec) -> Result<Value, Step
             "s3.bucket: `multipart_size` must be more than 0".into(),
         ));
     }
-    let bucket = format!(
-        "harness-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let bucket = format!("harness-{}", crate::checks::unique_id(8));
     let small_key = format!("{}small.bin", spec.prefix);
     let big_key = format!("{}multipart.bin", spec.prefix);
     let mut timings = Map::new();
