@@ -1,12 +1,24 @@
 //! Spins up a data platform with testcontainers (or takes an already-running one) and
 //! verifies it with declarative suites.
 //!
-//! Data flow: `spec` (files) -> `platform` (endpoints) -> `checks` (outcomes) -> `report`.
+//! Data flow: `spec` (files) -> `platform` (endpoints) -> `checks` (outcomes) -> `report`,
+//! driven by `run`. Below them: `kinds`, what one step can do (parsed by `spec`, run by
+//! `checks`), on the protocol `clients` and `${var}` `template`s. Imports only point down
+//! this list.
+
+pub mod clients;
+pub mod template;
+
+pub mod kinds;
+
+pub mod spec;
+
+pub mod secrets;
+
+pub mod platform;
 
 pub mod checks;
-pub mod clients;
-pub mod platform;
+
 pub mod report;
+
 pub mod run;
-pub mod secrets;
-pub mod spec;

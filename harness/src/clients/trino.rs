@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::checks::http::error_chain;
+use crate::clients::error_chain;
 
 /// Error names that mean "the server is up but not serving yet": right after start a
 /// single-node Trino may answer these for a few seconds (its node registers itself after

@@ -92,7 +92,7 @@ fn case(c: &CheckRecord, masker: &Masker) -> TestCase {
         if let Some(output) = &s.output {
             out.push_str(&format!(
                 "  output: {}\n",
-                crate::checks::assert::show_up_to(output, 2000)
+                crate::kinds::show_up_to(output, 2000)
             ));
         }
     }

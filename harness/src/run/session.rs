@@ -64,7 +64,7 @@ impl Session {
             .enable_all()
             .build()
             .map_err(|e| format!("starting the async runtime: {e}"))?;
-        let run_id = crate::checks::unique_id(10);
+        let run_id = crate::kinds::unique_id(10);
         let needed = super::services_for(
             spec,
             checks

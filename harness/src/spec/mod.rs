@@ -2,10 +2,13 @@
 //! starts. Every error names file, line and column.
 
 pub mod error;
+pub mod expect;
 pub mod graph;
 pub mod platform;
+mod step_table;
 pub mod suite;
-pub mod template;
+
+pub use crate::template;
 
 use std::path::Path;
 

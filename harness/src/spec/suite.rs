@@ -3,15 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::{SpecError, SpecErrors};
+use super::expect::{Assertion, Capture, ExpectSpec};
 use super::platform::PlatformSpec;
-use crate::checks::assert::{Assertion, ExpectSpec};
-use crate::checks::{self, Action, Capture};
+use super::step_table::{self, StepTable};
+use crate::kinds::Action;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,24 +40,18 @@ struct CheckFile {
     /// Deadline of the whole check.
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
+    /// Read here for their spans only; `step_table` parses each step (its action belongs
+    /// to a check kind).
     #[serde(default, rename = "step")]
-    steps: Vec<Spanned<StepFile>>,
+    steps: Vec<Spanned<serde::de::IgnoredAny>>,
 }
 
+/// A step's own keys; the one other key is the action, `namespace.verb = {...}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StepFile {
+pub(super) struct StepFile {
     name: Option<String>,
     service: Option<Spanned<String>>,
-    // One field per action namespace; exactly one is set. A new check kind adds its
-    // field here and its variant to `Action`.
-    postgres: Option<checks::postgres::PostgresAction>,
-    s3: Option<checks::s3::S3Action>,
-    kafka: Option<checks::kafka::KafkaAction>,
-    mlflow: Option<checks::mlflow::MlflowAction>,
-    trino: Option<checks::trino::TrinoAction>,
-    http: Option<checks::http::HttpAction>,
-    pipeline: Option<checks::pipeline::PipelineAction>,
     #[serde(default)]
     expect: Vec<Spanned<ExpectSpec>>,
     /// Variable name -> JSONPath into the step's output.
@@ -109,7 +105,9 @@ impl std::fmt::Display for Location {
 pub struct Step {
     pub label: String,
     pub service: String,
-    pub action: Action,
+    /// The check kind's namespace (`postgres`).
+    pub kind: &'static str,
+    pub action: Arc<dyn Action>,
     pub expect: Vec<Assertion>,
     pub capture: Vec<Capture>,
     pub retry: RetryPolicy,
@@ -160,6 +158,8 @@ impl Suite {
     pub fn parse(file: &Path, source: &str, platform: &PlatformSpec) -> Result<Self, SpecErrors> {
         let raw: SuiteFile =
             toml::from_str(source).map_err(|e| SpecError::from_toml(file, source, &e))?;
+        let mut step_tables =
+            step_table::steps_of(source).map_err(|e| SpecError::from_toml(file, source, &e))?;
         let err =
             |span: std::ops::Range<usize>, msg: String| SpecError::at(file, source, span, msg);
         let mut errors = Vec::new();
@@ -186,7 +186,7 @@ impl Suite {
 
         let mut checks = Vec::new();
         let mut seen = BTreeSet::new();
-        for spanned in &raw.checks {
+        for (check_index, spanned) in raw.checks.iter().enumerate() {
             let c = spanned.get_ref();
             let check_name = c.name.get_ref().clone();
             if !seen.insert(check_name.clone()) {
@@ -227,7 +227,11 @@ impl Suite {
                 ));
             }
             let mut steps = Vec::new();
-            for (i, s) in c.steps.iter().enumerate() {
+            let tables = step_tables
+                .get_mut(check_index)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            for (i, s) in tables.into_iter().enumerate() {
                 match build_step(s, i, c, &raw, platform) {
                     Ok(step) => steps.push(step),
                     Err((span, msg)) => errors.push(err(
@@ -263,62 +267,23 @@ impl Suite {
     }
 }
 
-impl StepFile {
-    fn action(&self) -> Result<Action, String> {
-        let mut set = Vec::new();
-        if let Some(a) = &self.postgres {
-            set.push(Action::Postgres(a.clone()));
-        }
-        if let Some(a) = &self.s3 {
-            set.push(Action::S3(a.clone()));
-        }
-        if let Some(a) = &self.kafka {
-            set.push(Action::Kafka(a.clone()));
-        }
-        if let Some(a) = &self.mlflow {
-            set.push(Action::Mlflow(a.clone()));
-        }
-        if let Some(a) = &self.trino {
-            set.push(Action::Trino(a.clone()));
-        }
-        if let Some(a) = &self.http {
-            set.push(Action::Http(a.clone()));
-        }
-        if let Some(a) = &self.pipeline {
-            set.push(Action::Pipeline(a.clone()));
-        }
-        match set.len() {
-            1 => Ok(set.remove(0)),
-            0 => Err(format!(
-                "give one action, one of: {}",
-                Action::NAMESPACES.join(", ")
-            )),
-            _ => Err(format!(
-                "give one action per step, found {}",
-                set.iter()
-                    .map(Action::kind)
-                    .collect::<Vec<_>>()
-                    .join(" and ")
-            )),
-        }
-    }
-}
-
-type StepError = (std::ops::Range<usize>, String);
+/// A step that does not build: where in the file, and why.
+pub(super) type StepError = (std::ops::Range<usize>, String);
 
 fn build_step(
-    spanned: &Spanned<StepFile>,
+    table: StepTable,
     index: usize,
     check: &CheckFile,
     suite: &SuiteFile,
     platform: &PlatformSpec,
 ) -> Result<Step, StepError> {
-    let s = spanned.get_ref();
-    let span = spanned.span();
-    let mut action = s.action().map_err(|m| (span.clone(), m))?;
+    let span = table.span.clone();
+    let (s, kind, mut action) = table.parse()?;
+    let s = &s;
     action
         .resolve_files(platform.base_dir())
         .map_err(|m| (span.clone(), m))?;
+    let kind_name = |action: &dyn Action| format!("{}.{}", kind.namespace(), action.verb());
     let explicit = s
         .service
         .as_ref()
@@ -326,18 +291,15 @@ fn build_step(
         .or(suite.service.as_ref());
     let service = match explicit {
         Some(sv) => sv.get_ref().clone(),
-        None => action
-            .default_service()
-            .map(str::to_string)
-            .ok_or_else(|| {
-                (
-                    span.clone(),
-                    format!(
-                        "field `service`: `{}` needs a service to talk to",
-                        action.kind()
-                    ),
-                )
-            })?,
+        None => kind.default_service().map(str::to_string).ok_or_else(|| {
+            (
+                span.clone(),
+                format!(
+                    "field `service`: `{}` needs a service to talk to",
+                    kind_name(action.as_ref())
+                ),
+            )
+        })?,
     };
     for extra in action.extra_services() {
         if !platform.services.contains_key(&extra) {
@@ -386,9 +348,10 @@ fn build_step(
         label: s
             .name
             .clone()
-            .unwrap_or_else(|| format!("{} #{}", action.kind(), index + 1)),
+            .unwrap_or_else(|| format!("{} #{}", kind_name(action.as_ref()), index + 1)),
         service,
-        action,
+        kind: kind.namespace(),
+        action: Arc::from(action),
         expect,
         capture,
         retry,

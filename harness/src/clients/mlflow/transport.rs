@@ -29,7 +29,7 @@ impl Client {
             .build()
             .map_err(|e| Error::Transport {
                 url: base.to_string(),
-                cause: crate::checks::http::error_chain(&e),
+                cause: crate::clients::error_chain(&e),
             })?;
         Ok(Self {
             base,
@@ -69,14 +69,14 @@ impl Client {
         // The URL is in the message already; reqwest's own copy would add the query.
         let resp = req.send().await.map_err(|e| Error::Transport {
             url: shown.clone(),
-            cause: crate::checks::http::error_chain(&e.without_url()),
+            cause: crate::clients::error_chain(&e.without_url()),
         })?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| Error::Transport {
             url: shown.clone(),
             cause: format!(
                 "reading the answer: {}",
-                crate::checks::http::error_chain(&e.without_url())
+                crate::clients::error_chain(&e.without_url())
             ),
         })?;
         if status.is_success() {

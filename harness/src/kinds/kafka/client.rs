@@ -15,7 +15,7 @@ use rdkafka::producer::FutureProducer;
 use serde_json::{json, Map, Value};
 
 use super::StartFrom;
-use crate::checks::{StepContext, StepError};
+use crate::kinds::{StepContext, StepError};
 
 /// How long one broker request (metadata, admin, commit) may take.
 pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use super::client::S3;
 use super::payload::{pattern, to_len};
 use super::BucketSpec;
-use crate::checks::StepError;
+use crate::kinds::StepError;
 
 /// The round trip in a bucket of its own, so concurrent runs and real data are never
 /// touched. The bucket is emptied and deleted even when a step in between fails.
@@ -18,7 +18,7 @@ pub(super) async fn round_trip(s3: &S3, spec: &BucketSpec) -> Result<Value, Step
             "s3.bucket: `multipart_size` must be more than 0".into(),
         ));
     }
-    let bucket = format!("harness-{}", crate::checks::unique_id(8));
+    let bucket = format!("harness-{}", crate::kinds::unique_id(8));
     let small_key = format!("{}small.bin", spec.prefix);
     let big_key = format!("{}multipart.bin", spec.prefix);
     let mut timings = Map::new();

@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 use super::client::Mlflow;
 use super::plan::Plan;
 use super::{now_ms, LifecycleSpec};
-use crate::checks::StepError;
 use crate::clients::mlflow as api;
+use crate::kinds::StepError;
 
 const ARTIFACT_PATH: &str = "harness/sample.bin";
 const ARTIFACT_DIR: &str = "harness";

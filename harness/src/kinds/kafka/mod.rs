@@ -17,8 +17,9 @@ use rdkafka::message::{Header, Headers};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{StepContext, StepError};
+use super::{Action, KindInfo, StepContext, StepError};
 use client::Kafka;
+use futures::future::BoxFuture;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -115,7 +116,7 @@ fn roundtrip_within() -> Duration {
 }
 
 impl KafkaAction {
-    pub fn verb(&self) -> &'static str {
+    fn verb_name(&self) -> &'static str {
         match self {
             Self::Topics(_) => "topics",
             Self::Produce(_) => "produce",
@@ -125,7 +126,7 @@ impl KafkaAction {
         }
     }
 
-    pub async fn run(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
+    pub async fn execute(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         let kafka = Kafka::new(cx)?;
         // Every verb starts by asking for metadata: it fails fast, with the cause, when
         // the broker cannot be reached.
@@ -141,6 +142,21 @@ impl KafkaAction {
                 Ok(serde_json::json!({ "topic": topic }))
             }
         }
+    }
+}
+
+impl KindInfo for KafkaAction {
+    const NAMESPACE: &'static str = "kafka";
+    const DEFAULT_SERVICE: Option<&'static str> = Some("kafka");
+}
+
+impl Action for KafkaAction {
+    fn verb(&self) -> &'static str {
+        self.verb_name()
+    }
+
+    fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        Box::pin(self.execute(cx))
     }
 }
 

@@ -1,8 +1,8 @@
 //! One step's connection to the tracking server, and how API errors count: as the
 //! service failing, or as the check being kept from judging.
 
-use crate::checks::{StepContext, StepError};
 use crate::clients::mlflow::{self as api, Client};
+use crate::kinds::{StepContext, StepError};
 
 /// A client plus what error messages need: which service, at which address.
 pub(super) struct Mlflow {

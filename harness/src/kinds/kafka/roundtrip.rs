@@ -11,7 +11,7 @@ use super::client::{Diag, Kafka};
 use super::group::{commit, committed_and_end, join_group, next_offsets, receive, shortfall};
 use super::verify::{seq_of, summarize, verify};
 use super::{short_id, RoundtripSpec, StartFrom};
-use crate::checks::StepError;
+use crate::kinds::StepError;
 
 /// What the roundtrip's message `seq` carries, so the consumer side can recompute and
 /// compare every byte.

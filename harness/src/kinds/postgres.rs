@@ -4,7 +4,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-use super::{StepContext, StepError};
+use super::{Action, KindInfo, StepContext, StepError};
+use futures::future::BoxFuture;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -44,7 +45,7 @@ fn default_rows() -> i64 {
 }
 
 impl PostgresAction {
-    pub fn verb(&self) -> &'static str {
+    fn verb_name(&self) -> &'static str {
         match self {
             Self::Connect(_) => "connect",
             Self::Query(_) => "query",
@@ -53,7 +54,7 @@ impl PostgresAction {
         }
     }
 
-    pub async fn run(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
+    pub async fn execute(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         let client = connect(cx).await?;
         match self {
             Self::Connect(spec) => server_info(&client, spec.min_version.as_deref()).await,
@@ -67,6 +68,21 @@ impl PostgresAction {
             }
             Self::Scratch(s) => scratch(client, s.rows).await,
         }
+    }
+}
+
+impl KindInfo for PostgresAction {
+    const NAMESPACE: &'static str = "postgres";
+    const DEFAULT_SERVICE: Option<&'static str> = Some("postgres");
+}
+
+impl Action for PostgresAction {
+    fn verb(&self) -> &'static str {
+        self.verb_name()
+    }
+
+    fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        Box::pin(self.execute(cx))
     }
 }
 

@@ -10,8 +10,9 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{StepContext, StepError};
+use super::{Action, KindInfo, StepContext, StepError};
 use client::S3;
+use futures::future::BoxFuture;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -84,7 +85,7 @@ pub struct ListSpec {
 }
 
 impl S3Action {
-    pub fn verb(&self) -> &'static str {
+    fn verb_name(&self) -> &'static str {
         match self {
             Self::ListBuckets(_) => "list_buckets",
             Self::Bucket(_) => "bucket",
@@ -95,7 +96,7 @@ impl S3Action {
         }
     }
 
-    pub async fn run(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
+    pub async fn execute(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         let s3 = S3::new(cx)?;
         match self {
             Self::ListBuckets(_) => s3.list_buckets().await,
@@ -105,6 +106,21 @@ impl S3Action {
             Self::List(l) => steps::list(&s3, cx, l).await,
             Self::Delete(o) => steps::delete(&s3, cx, o).await,
         }
+    }
+}
+
+impl KindInfo for S3Action {
+    const NAMESPACE: &'static str = "s3";
+    const DEFAULT_SERVICE: Option<&'static str> = Some("minio");
+}
+
+impl Action for S3Action {
+    fn verb(&self) -> &'static str {
+        self.verb_name()
+    }
+
+    fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        Box::pin(self.execute(cx))
     }
 }
 

@@ -11,7 +11,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{blocking, Diag, Kafka, REQUEST_TIMEOUT};
-use crate::checks::StepError;
+use crate::kinds::StepError;
 
 /// "received 97 of 100 messages from `t` within 30 s (last consumer error: ...)".
 pub(super) fn shortfall(

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use super::client::S3;
 use super::payload::{pattern, to_len};
 use super::{ListSpec, ObjectSpec, PutSpec};
-use crate::checks::{StepContext, StepError};
+use crate::kinds::{StepContext, StepError};
 
 impl PutSpec {
     fn body(&self, cx: &StepContext<'_>) -> Result<Vec<u8>, StepError> {

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{per_second, round3};
-use crate::checks::postgres::{connect, describe};
-use crate::checks::{StepContext, StepError};
+use crate::kinds::postgres::{connect, describe};
+use crate::kinds::{StepContext, StepError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

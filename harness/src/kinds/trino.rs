@@ -5,8 +5,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{StepContext, StepError};
+use super::{Action, KindInfo, StepContext, StepError};
 use crate::clients::trino::{Client, Column, Error, QueryResult};
+use futures::future::BoxFuture;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -90,7 +91,7 @@ fn default_lake_bucket() -> String {
 }
 
 impl TrinoAction {
-    pub fn verb(&self) -> &'static str {
+    fn verb_name(&self) -> &'static str {
         match self {
             Self::Query(_) => "query",
             Self::Execute(_) => "execute",
@@ -99,7 +100,7 @@ impl TrinoAction {
         }
     }
 
-    pub async fn run(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
+    pub async fn execute(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         let ep = cx.endpoint;
         let mut client = Client::new(&ep.base_url("http")?, ep.param("user")?)
             .with_password(ep.params.get("password").map(String::as_str));
@@ -120,6 +121,21 @@ impl TrinoAction {
             Self::MemoryRoundtrip(s) => memory_roundtrip(&mut client, s).await,
             Self::LakeRoundtrip(s) => lake_roundtrip(&mut client, s).await,
         }
+    }
+}
+
+impl KindInfo for TrinoAction {
+    const NAMESPACE: &'static str = "trino";
+    const DEFAULT_SERVICE: Option<&'static str> = Some("trino");
+}
+
+impl Action for TrinoAction {
+    fn verb(&self) -> &'static str {
+        self.verb_name()
+    }
+
+    fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        Box::pin(self.execute(cx))
     }
 }
 

@@ -10,8 +10,8 @@ use super::{
     now_ms, ArtifactSpec, CreateRunSpec, ExperimentSpec, FinishSpec, ListSpec, LogSpec, RunSpec,
     SearchSpec, UploadSpec,
 };
-use crate::checks::{StepContext, StepError};
 use crate::clients::mlflow::{KeyValue, Metric, Run};
+use crate::kinds::{StepContext, StepError};
 
 const RUN_STATUSES: &[&str] = &["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"];
 

@@ -5,6 +5,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
+pub use crate::kinds::{show, show_up_to};
+use crate::kinds::{StepError, Vars};
+
 /// `{ path = "$.rows[0].n", ge = 1 }`: exactly one operator per expectation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,7 +114,7 @@ impl ExpectSpec {
 impl Assertion {
     /// Like `check`, with `${var}` in expected strings replaced by captured variables
     /// (so a step can expect the run id an earlier step captured).
-    pub fn check_with(&self, output: &Value, vars: &super::Vars) -> Result<(), String> {
+    pub fn check_with(&self, output: &Value, vars: &Vars) -> Result<(), String> {
         let render = |v: &Value| substitute(v, vars);
         let op = match &self.op {
             Op::Equals(v) => Op::Equals(render(v)?),
@@ -219,7 +222,7 @@ impl Assertion {
 
 /// Renders `${var}` in every string of an expected value. A string that is exactly one
 /// variable takes the variable's JSON value (a captured number stays a number).
-fn substitute(v: &Value, vars: &super::Vars) -> Result<Value, String> {
+fn substitute(v: &Value, vars: &Vars) -> Result<Value, String> {
     Ok(match v {
         Value::String(s) if s.contains("${") => {
             let whole = s
@@ -229,7 +232,7 @@ fn substitute(v: &Value, vars: &super::Vars) -> Result<Value, String> {
                 .and_then(|k| vars.get(k.trim()));
             match whole {
                 Some(value) => value.clone(),
-                None => Value::String(crate::spec::template::render(s, |k| {
+                None => Value::String(crate::template::render(s, |k| {
                     vars.get(k).map(|v| match v {
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
@@ -298,22 +301,37 @@ fn plain(v: &Value) -> String {
     }
 }
 
-/// A value for a message, cut so a large body does not flood the report.
-pub fn show(v: &Value) -> String {
-    show_up_to(v, 300)
+/// `capture = { run_id = "$.run.info.run_id" }`.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub var: String,
+    pub path_text: String,
+    pub path: JsonPath,
 }
 
-/// `show` with a chosen limit in bytes.
-pub fn show_up_to(v: &Value, max: usize) -> String {
-    let s = v.to_string();
-    if s.len() > max {
-        let cut = (0..=max)
-            .rev()
-            .find(|i| s.is_char_boundary(*i))
-            .unwrap_or(0);
-        format!("{}… ({} bytes)", &s[..cut], s.len())
-    } else {
-        s
+impl Capture {
+    pub fn new(var: &str, path: &str) -> Result<Self, String> {
+        Ok(Self {
+            var: var.to_string(),
+            path_text: path.to_string(),
+            path: JsonPath::parse(path).map_err(|e| e.to_string())?,
+        })
+    }
+
+    pub fn apply(&self, output: &Value, vars: &mut Vars) -> Result<(), StepError> {
+        let nodes = self.path.query(output).all();
+        match nodes.as_slice() {
+            [one] => {
+                vars.insert(self.var.clone(), (*one).clone());
+                Ok(())
+            }
+            other => Err(StepError::Failure(format!(
+                "capture `{}`: expected {} to select one value, it selects {}",
+                self.var,
+                self.path_text,
+                other.len()
+            ))),
+        }
     }
 }
 
@@ -392,7 +410,7 @@ mod tests {
     #[case("path = '$.body.tags'\ncontains = '${tag}'", true)]
     #[case("path = '$.rows[0].n'\nequals = '${wrong}'", false)]
     fn expects_captured_variables(#[case] src: &str, #[case] holds: bool) {
-        let vars = super::super::Vars::from([
+        let vars = crate::kinds::Vars::from([
             ("name".to_string(), json!("ALGERIA")),
             ("n".to_string(), json!(25)),
             ("rest".to_string(), json!("GERIA")),

@@ -17,7 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{StepContext, StepError};
+use super::{Action, KindInfo, StepContext, StepError};
+use futures::future::BoxFuture;
 
 pub use land::LandSpec;
 pub use publish::PublishSpec;
@@ -83,7 +84,7 @@ impl Number {
 }
 
 impl PipelineAction {
-    pub fn verb(&self) -> &'static str {
+    fn verb_name(&self) -> &'static str {
         match self {
             Self::LoadCsv(_) => "load_csv",
             Self::Publish(_) => "publish",
@@ -93,7 +94,7 @@ impl PipelineAction {
     }
 
     /// The services a hop writes to besides its step's own.
-    pub fn extra_services(&self) -> Vec<String> {
+    fn services_used(&self) -> Vec<String> {
         match self {
             Self::Publish(_) => vec![KAFKA.to_string()],
             Self::Land(_) => vec![MINIO.to_string()],
@@ -103,20 +104,43 @@ impl PipelineAction {
 
     /// Makes relative file names absolute against `base` (the platform spec's directory,
     /// `fixtures/`) and checks the files exist, so a typo fails when the suite loads.
-    pub fn resolve_files(&mut self, base: &Path) -> Result<(), String> {
+    fn resolve_paths(&mut self, base: &Path) -> Result<(), String> {
         match self {
             Self::LoadCsv(spec) => spec.resolve(base),
             _ => Ok(()),
         }
     }
 
-    pub async fn run(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
+    pub async fn execute(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         match self {
             Self::LoadCsv(spec) => seed::load_csv(cx, spec).await,
             Self::Publish(spec) => publish::publish(cx, spec).await,
             Self::Land(spec) => land::land(cx, spec).await,
             Self::Clock(spec) => clock(cx, spec),
         }
+    }
+}
+
+impl KindInfo for PipelineAction {
+    const NAMESPACE: &'static str = "pipeline";
+    const DEFAULT_SERVICE: Option<&'static str> = None;
+}
+
+impl Action for PipelineAction {
+    fn verb(&self) -> &'static str {
+        self.verb_name()
+    }
+
+    fn extra_services(&self) -> Vec<String> {
+        self.services_used()
+    }
+
+    fn resolve_files(&mut self, base: &Path) -> Result<(), String> {
+        self.resolve_paths(base)
+    }
+
+    fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        Box::pin(self.execute(cx))
     }
 }
 
@@ -171,9 +195,9 @@ fn context_for<'a>(cx: &'a StepContext<'a>, service: &str) -> Result<StepContext
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::Vars;
-    use crate::platform::endpoint::Endpoint;
-    use crate::spec::template;
+    use crate::kinds::Endpoint;
+    use crate::kinds::Vars;
+    use crate::template;
     use rstest::rstest;
     use std::collections::BTreeMap;
 

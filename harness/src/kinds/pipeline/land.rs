@@ -15,10 +15,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{context_for, literal, per_second, round3, Number, MINIO};
-use crate::checks::assert::show;
-use crate::checks::kafka::{ConsumeSpec, KafkaAction, StartFrom};
-use crate::checks::s3::{PutSpec, S3Action};
-use crate::checks::{StepContext, StepError};
+use crate::kinds::kafka::{ConsumeSpec, KafkaAction, StartFrom};
+use crate::kinds::s3::{PutSpec, S3Action};
+use crate::kinds::show;
+use crate::kinds::{StepContext, StepError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,7 +64,7 @@ pub(super) async fn land(cx: &StepContext<'_>, spec: &LandSpec) -> Result<Value,
         within: spec.within,
         from: StartFrom::Earliest,
     })
-    .run(cx)
+    .execute(cx)
     .await?;
     let consumed_in = started.elapsed();
     let messages = consumed["messages"]
@@ -96,7 +96,7 @@ pub(super) async fn land(cx: &StepContext<'_>, spec: &LandSpec) -> Result<Value,
                 content_type: Some("application/x-ndjson".into()),
             });
             let minio = &minio;
-            async move { put.run(minio).await }
+            async move { put.execute(minio).await }
         });
     let written = futures::future::try_join_all(puts).await?;
     let bytes: u64 = written.iter().filter_map(|w| w["size"].as_u64()).sum();

@@ -13,8 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{StepContext, StepError};
+use super::{Action, KindInfo, StepContext, StepError};
 use client::Mlflow;
+use futures::future::BoxFuture;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -157,7 +158,7 @@ fn default_status() -> String {
 }
 
 impl MlflowAction {
-    pub fn verb(&self) -> &'static str {
+    fn verb_name(&self) -> &'static str {
         match self {
             Self::Lifecycle(_) => "lifecycle",
             Self::Experiment(_) => "experiment",
@@ -172,7 +173,7 @@ impl MlflowAction {
         }
     }
 
-    pub async fn run(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
+    pub async fn execute(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         let m = Mlflow::new(cx)?;
         match self {
             Self::Lifecycle(spec) => lifecycle::lifecycle(&m, spec).await,
@@ -186,6 +187,21 @@ impl MlflowAction {
             Self::Search(s) => steps::search(&m, cx, s).await,
             Self::Finish(f) => steps::finish(&m, cx, f).await,
         }
+    }
+}
+
+impl KindInfo for MlflowAction {
+    const NAMESPACE: &'static str = "mlflow";
+    const DEFAULT_SERVICE: Option<&'static str> = Some("mlflow");
+}
+
+impl Action for MlflowAction {
+    fn verb(&self) -> &'static str {
+        self.verb_name()
+    }
+
+    fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        Box::pin(self.execute(cx))
     }
 }
 

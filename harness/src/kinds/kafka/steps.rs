@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::client::{Kafka, DELIVERY_TIMEOUT};
 use super::group::{commit, next_offsets, receive, shortfall};
 use super::{header_map, short_id, text, ConsumeSpec, ProduceSpec};
-use crate::checks::{StepContext, StepError};
+use crate::kinds::{StepContext, StepError};
 
 pub(super) async fn produce(
     k: &Kafka,

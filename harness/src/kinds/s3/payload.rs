@@ -2,7 +2,7 @@
 
 use bytesize::ByteSize;
 
-use crate::checks::StepError;
+use crate::kinds::StepError;
 
 pub(super) fn to_len(size: ByteSize) -> Result<usize, StepError> {
     usize::try_from(size.as_u64())

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{StepContext, StepError};
+use super::{Action, KindInfo, StepContext, StepError};
+use crate::clients::error_chain;
+use futures::future::BoxFuture;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -38,7 +40,7 @@ fn default_port() -> String {
 }
 
 impl HttpAction {
-    pub fn verb(&self) -> &'static str {
+    fn verb_name(&self) -> &'static str {
         match self {
             Self::Get(_) => "get",
             Self::Post(_) => "post",
@@ -54,7 +56,7 @@ impl HttpAction {
     }
 
     /// Output: `{status, headers, body}`, the body parsed as JSON when it is JSON.
-    pub async fn run(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
+    pub async fn execute(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         let spec = self.spec();
         let url = format!(
             "{}{}",
@@ -87,21 +89,26 @@ impl HttpAction {
     }
 }
 
+impl KindInfo for HttpAction {
+    const NAMESPACE: &'static str = "http";
+    const DEFAULT_SERVICE: Option<&'static str> = None;
+}
+
+impl Action for HttpAction {
+    fn verb(&self) -> &'static str {
+        self.verb_name()
+    }
+
+    fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        Box::pin(self.execute(cx))
+    }
+}
+
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_default()
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    msg
 }
 
 async fn response_json(resp: reqwest::Response) -> Result<Value, StepError> {

@@ -15,7 +15,7 @@ use aws_sdk_s3::Client;
 use aws_smithy_http_client::{tls, Builder as HttpClientBuilder};
 use serde_json::{json, Value};
 
-use crate::checks::{StepContext, StepError};
+use crate::kinds::{StepContext, StepError};
 
 /// What S3 says about a written object. The request id is unique per request: handy to
 /// find the request in the server's log, and as a unique name in user-style checks.

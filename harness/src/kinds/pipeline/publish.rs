@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{context_for, literal, now_ms, per_second, round3, KAFKA};
-use crate::checks::kafka::{KafkaAction, MessageSpec, ProduceSpec};
-use crate::checks::postgres::{connect, describe, query};
-use crate::checks::{StepContext, StepError};
+use crate::kinds::kafka::{KafkaAction, MessageSpec, ProduceSpec};
+use crate::kinds::postgres::{connect, describe, query};
+use crate::kinds::{StepContext, StepError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,7 +106,7 @@ async fn produce(
         messages,
         partitions,
     })
-    .run(kafka)
+    .execute(kafka)
     .await?;
     Ok(out["count"].as_u64().unwrap_or_default() as usize)
 }

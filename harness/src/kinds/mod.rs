@@ -1,0 +1,215 @@
+//! Check kinds: what one step can do. Each kind is one module implementing [`Action`] for
+//! its verbs (parsed from the suite's `namespace.verb = {...}` table) and is listed once in
+//! [`registry`]. The spec layer parses steps through the registry; the check runner runs
+//! them through [`Action::run`]. Kinds know endpoints, never how a service was started.
+
+pub mod endpoint;
+pub mod http;
+pub mod kafka;
+pub mod mlflow;
+pub mod pipeline;
+pub mod postgres;
+pub mod s3;
+pub mod trino;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::path::Path;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use endpoint::Endpoint;
+
+/// Every check kind the harness knows, in the order `validate` lists them. A new kind is
+/// its module (`pub mod x;` above) and one line here.
+pub fn registry() -> &'static [&'static dyn CheckKind] {
+    static KINDS: &[&dyn CheckKind] = &[
+        &Kind::<postgres::PostgresAction>::NEW,
+        &Kind::<s3::S3Action>::NEW,
+        &Kind::<kafka::KafkaAction>::NEW,
+        &Kind::<mlflow::MlflowAction>::NEW,
+        &Kind::<trino::TrinoAction>::NEW,
+        &Kind::<http::HttpAction>::NEW,
+        &Kind::<pipeline::PipelineAction>::NEW,
+    ];
+    KINDS
+}
+
+/// The kind registered under a namespace (`postgres`, `s3`, ...).
+pub fn kind(namespace: &str) -> Option<&'static dyn CheckKind> {
+    registry()
+        .iter()
+        .copied()
+        .find(|k| k.namespace() == namespace)
+}
+
+/// A check kind as the spec layer sees it: a namespace, a default service and a parser.
+pub trait CheckKind: Send + Sync {
+    fn namespace(&self) -> &'static str;
+    /// The service a step talks to when the suite does not say.
+    fn default_service(&self) -> Option<&'static str>;
+    /// Parses the kind's table (`{ query = { sql = "..." } }`); errors carry the table's
+    /// spans, so they point into the suite file.
+    fn parse(
+        &self,
+        table: toml::de::ValueDeserializer<'_>,
+    ) -> Result<Box<dyn Action>, toml::de::Error>;
+}
+
+/// One parsed step action of a kind: what it needs to be validated and run.
+pub trait Action: Debug + Send + Sync {
+    /// The verb as written in suites (`query` in `postgres.query`).
+    fn verb(&self) -> &'static str;
+    /// Services the action uses besides its step's own (data moving between services).
+    fn extra_services(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Resolves relative file names against the platform spec's directory when the suite
+    /// loads; `Err` says which file is missing.
+    fn resolve_files(&mut self, _base: &Path) -> Result<(), String> {
+        Ok(())
+    }
+    fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>>;
+}
+
+/// What a kind's module declares about itself; [`Kind`] turns it into a [`CheckKind`].
+pub trait KindInfo: Action + DeserializeOwned + 'static {
+    const NAMESPACE: &'static str;
+    const DEFAULT_SERVICE: Option<&'static str>;
+}
+
+/// The registry entry of a kind whose action type is `A`.
+pub struct Kind<A>(PhantomData<fn() -> A>);
+
+impl<A> Kind<A> {
+    pub const NEW: Self = Self(PhantomData);
+}
+
+impl<A: KindInfo> CheckKind for Kind<A> {
+    fn namespace(&self) -> &'static str {
+        A::NAMESPACE
+    }
+
+    fn default_service(&self) -> Option<&'static str> {
+        A::DEFAULT_SERVICE
+    }
+
+    fn parse(
+        &self,
+        table: toml::de::ValueDeserializer<'_>,
+    ) -> Result<Box<dyn Action>, toml::de::Error> {
+        Ok(Box::new(A::deserialize(table)?))
+    }
+}
+
+/// Variables captured by steps, visible to later steps as `${name}`.
+pub type Vars = BTreeMap<String, Value>;
+
+/// `len` random hex digits, for names of scratch objects (topics, buckets, schemas,
+/// tables) that must not meet those of another run.
+pub(crate) fn unique_id(len: usize) -> String {
+    let mut id = uuid::Uuid::new_v4().simple().to_string();
+    id.truncate(len.min(id.len()));
+    id
+}
+
+/// Why a step did not pass. The split is JUnit's: a `Failure` is an expectation about the
+/// service that did not hold; an `Error` is anything that kept the check from judging
+/// (unreachable service, bad input, a predecessor that failed).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepError {
+    Failure(String),
+    Error(String),
+}
+
+impl StepError {
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Failure(m) | Self::Error(m) => m,
+        }
+    }
+
+    /// The same kind of error with context in front.
+    pub fn context(self, prefix: impl std::fmt::Display) -> Self {
+        match self {
+            Self::Failure(m) => Self::Failure(format!("{prefix}: {m}")),
+            Self::Error(m) => Self::Error(format!("{prefix}: {m}")),
+        }
+    }
+}
+
+/// What an action sees: its service's endpoint, the endpoints of every service its check
+/// uses (for actions that move data between services) and the variables captured so far.
+pub struct StepContext<'a> {
+    pub endpoint: &'a Endpoint,
+    pub endpoints: &'a BTreeMap<String, Endpoint>,
+    pub vars: &'a Vars,
+}
+
+impl StepContext<'_> {
+    /// Another service's endpoint; the action must have named it in `extra_services`.
+    pub fn endpoint_of(&self, service: &str) -> Result<&Endpoint, StepError> {
+        self.endpoints
+            .get(service)
+            .ok_or_else(|| StepError::Error(format!("no endpoint for service `{service}`")))
+    }
+
+    /// Renders `${var}` with captured variables. An unknown variable is an error in the
+    /// suite, reported as such.
+    pub fn render(&self, text: &str) -> Result<String, StepError> {
+        crate::template::render(text, |k| {
+            self.vars.get(k).map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        })
+        .map_err(StepError::Error)
+    }
+}
+
+/// A value for a message, cut so a large body does not flood the report.
+pub fn show(v: &Value) -> String {
+    show_up_to(v, 300)
+}
+
+/// `show` with a chosen limit in bytes.
+pub fn show_up_to(v: &Value, max: usize) -> String {
+    let s = v.to_string();
+    if s.len() > max {
+        let cut = (0..=max)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
+        format!("{}… ({} bytes)", &s[..cut], s.len())
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(8)]
+    #[case(12)]
+    #[case(99)]
+    fn unique_ids_are_hex_of_the_asked_length(#[case] len: usize) {
+        let (a, b) = (super::unique_id(len), super::unique_id(len));
+        assert_eq!(a.len(), len.min(32));
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn namespaces_are_unique() {
+        let mut names: Vec<_> = super::registry().iter().map(|k| k.namespace()).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n);
+    }
+}

@@ -1,0 +1,128 @@
+//! A suite's step tables, read from the span-keeping TOML tree: a step's own keys
+//! (`name`, `expect`, ...) go to `StepFile`, its one action key to the check kind
+//! registered under that namespace. Both parse from the same tree, so an error inside an
+//! action (`postgres.qurey`) points at its line and column in the suite file.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+use super::suite::{StepError, StepFile};
+use crate::kinds::{self, Action, CheckKind};
+
+/// The keys a step has besides its action.
+const STEP_KEYS: &[&str] = &["name", "service", "expect", "capture", "retry", "within"];
+
+/// A step table read: its own keys, its check kind, its action.
+pub(super) type ParsedStep = (StepFile, &'static dyn CheckKind, Box<dyn Action>);
+
+/// One `[[check.step]]` table of the file.
+#[derive(Default)]
+pub(super) struct StepTable<'a> {
+    pub span: Range<usize>,
+    table: DeTable<'a>,
+}
+
+/// The step tables of every check, in file order (`[check index][step index]`).
+pub(super) fn steps_of(source: &str) -> Result<Vec<Vec<StepTable<'_>>>, toml::de::Error> {
+    let root = DeTable::parse(source)?.into_inner();
+    Ok(tables_in(root.get("check"))
+        .into_iter()
+        .map(|check| tables_in(check.get_ref().get("step")))
+        .map(|steps| {
+            steps
+                .into_iter()
+                .map(|s| StepTable {
+                    span: s.span(),
+                    table: s.into_inner(),
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// The tables of an array of tables (anything else is the typed parse's to report).
+fn tables_in<'a>(value: Option<&Spanned<DeValue<'a>>>) -> Vec<Spanned<DeTable<'a>>> {
+    let Some(DeValue::Array(items)) = value.map(Spanned::get_ref) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| match item.get_ref() {
+            DeValue::Table(t) => Some(Spanned::new(item.span(), t.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+impl StepTable<'_> {
+    /// The step's own keys, its check kind and its parsed action.
+    pub fn parse(self) -> Result<ParsedStep, StepError> {
+        let mut own = DeTable::new();
+        let mut actions = Vec::new();
+        for (key, value) in self.table {
+            let name = key.get_ref().as_ref();
+            if STEP_KEYS.contains(&name) {
+                own.insert(key, value);
+            } else if let Some(kind) = kinds::kind(name) {
+                actions.push((kind, key.span(), value));
+            } else {
+                return Err((
+                    key.span(),
+                    format!(
+                        "unknown field `{name}`: a step takes {} and one action, one of: {}",
+                        STEP_KEYS.join(", "),
+                        namespaces()
+                    ),
+                ));
+            }
+        }
+        let own = StepFile::deserialize(ValueDeserializer::from(Spanned::new(
+            self.span.clone(),
+            DeValue::Table(own),
+        )))
+        .map_err(|e| toml_error(&e, &self.span))?;
+        let mut actions = actions.into_iter();
+        let (kind, _, value) = match (actions.next(), actions.next()) {
+            (Some(one), None) => one,
+            (None, _) => {
+                return Err((
+                    self.span,
+                    format!("give one action, one of: {}", namespaces()),
+                ))
+            }
+            (Some((a, _, _)), Some((b, span, _))) => {
+                return Err((
+                    span,
+                    format!(
+                        "give one action per step, found `{}` and `{}`",
+                        a.namespace(),
+                        b.namespace()
+                    ),
+                ))
+            }
+        };
+        let value_span = value.span();
+        let action = kind
+            .parse(ValueDeserializer::from(value))
+            .map_err(|e| toml_error(&e, &value_span))?;
+        Ok((own, kind, action))
+    }
+}
+
+fn namespaces() -> String {
+    kinds::registry()
+        .iter()
+        .map(|k| k.namespace())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn toml_error(e: &toml::de::Error, fallback: &Range<usize>) -> (Range<usize>, String) {
+    (
+        e.span().unwrap_or_else(|| fallback.clone()),
+        e.message().trim().to_string(),
+    )
+}
