@@ -4,4 +4,4 @@
 mod runner;
 
 pub use crate::kinds::{StepContext, StepError, Vars};
-pub use runner::{run_check, CheckRun, Outcome, StepRecord};
+pub use runner::{run_check, run_check_with, CheckRun, Outcome, StepRecord};

@@ -8,6 +8,7 @@ use backon::{ConstantBuilder, Retryable};
 use serde_json::Value;
 
 use super::{StepContext, StepError, Vars};
+use crate::kinds::ServiceShell;
 use crate::platform::endpoint::Endpoint;
 use crate::spec::suite::{Check, RetryPolicy, Step};
 
@@ -53,15 +54,25 @@ pub struct CheckRun {
     pub duration: Duration,
 }
 
+/// Runs a check with no way into containers (`exec` steps in containers error).
 pub async fn run_check(
     check: &Check,
     endpoints: &BTreeMap<String, Endpoint>,
     vars: Vars,
 ) -> CheckRun {
+    run_check_with(check, endpoints, vars, None).await
+}
+
+pub async fn run_check_with(
+    check: &Check,
+    endpoints: &BTreeMap<String, Endpoint>,
+    vars: Vars,
+    shell: Option<&dyn ServiceShell>,
+) -> CheckRun {
     let started = Instant::now();
     let mut vars = vars;
     let mut steps = Vec::new();
-    let all = run_steps(check, endpoints, &mut vars, &mut steps);
+    let all = run_steps(check, endpoints, shell, &mut vars, &mut steps);
     let outcome = match check.timeout {
         Some(t) => match tokio::time::timeout(t, all).await {
             Ok(r) => r,
@@ -83,6 +94,7 @@ pub async fn run_check(
 async fn run_steps(
     check: &Check,
     endpoints: &BTreeMap<String, Endpoint>,
+    shell: Option<&dyn ServiceShell>,
     vars: &mut Vars,
     records: &mut Vec<StepRecord>,
 ) -> Result<(), StepError> {
@@ -90,7 +102,15 @@ async fn run_steps(
         let started = Instant::now();
         let attempts = Mutex::new(0usize);
         let result = match endpoints.get(&step.service) {
-            Some(endpoint) => run_step(step, endpoint, endpoints, vars, &attempts).await,
+            Some(endpoint) => {
+                let cx = StepContext {
+                    endpoint,
+                    endpoints,
+                    vars,
+                    shell,
+                };
+                run_step(step, &cx, &attempts).await
+            }
             None => Err(StepError::Error(format!(
                 "no endpoint for service `{}`",
                 step.service
@@ -138,23 +158,16 @@ async fn attempt(
 
 async fn run_step(
     step: &Step,
-    endpoint: &Endpoint,
-    endpoints: &BTreeMap<String, Endpoint>,
-    vars: &Vars,
+    cx: &StepContext<'_>,
     attempts: &Mutex<usize>,
 ) -> Result<Value, StepError> {
-    let cx = StepContext {
-        endpoint,
-        endpoints,
-        vars,
-    };
     let RetryPolicy {
         retries,
         interval,
         within,
     } = step.retry.clone();
     if retries == Some(0) && within.is_none() {
-        return attempt(step, &cx, attempts).await;
+        return attempt(step, cx, attempts).await;
     }
     let backoff = ConstantBuilder::default().with_delay(interval);
     let backoff = match retries {
@@ -162,7 +175,7 @@ async fn run_step(
         None => backoff.without_max_times(),
     };
     let last = Mutex::new(None::<StepError>);
-    let retried = (|| attempt(step, &cx, attempts))
+    let retried = (|| attempt(step, cx, attempts))
         .retry(backoff)
         .notify(|e: &StepError, _| {
             if let Ok(mut l) = last.lock() {

@@ -4,6 +4,7 @@
 //! them through [`Action::run`]. Kinds know endpoints, never how a service was started.
 
 pub mod endpoint;
+pub mod exec;
 pub mod http;
 pub mod kafka;
 pub mod mlflow;
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::path::Path;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
@@ -34,6 +36,7 @@ pub fn registry() -> &'static [&'static dyn CheckKind] {
         &Kind::<trino::TrinoAction>::NEW,
         &Kind::<http::HttpAction>::NEW,
         &Kind::<pipeline::PipelineAction>::NEW,
+        &Kind::<exec::ExecAction>::NEW,
     ];
     KINDS
 }
@@ -142,11 +145,33 @@ impl StepError {
 }
 
 /// What an action sees: its service's endpoint, the endpoints of every service its check
-/// uses (for actions that move data between services) and the variables captured so far.
+/// uses (for actions that move data between services), the variables captured so far, and
+/// a way into the services' containers when the backend has containers.
 pub struct StepContext<'a> {
     pub endpoint: &'a Endpoint,
     pub endpoints: &'a BTreeMap<String, Endpoint>,
     pub vars: &'a Vars,
+    pub shell: Option<&'a dyn ServiceShell>,
+}
+
+/// Runs a command inside a service's container. Backends that start containers give one;
+/// an already-running platform (endpoints mode) has none.
+pub trait ServiceShell: Send + Sync {
+    /// Runs `argv` in the container of `service`; gives up after `timeout`.
+    fn exec<'a>(
+        &'a self,
+        service: &'a str,
+        argv: &'a [String],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput, String>>;
+}
+
+/// What a finished command left.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl StepContext<'_> {

@@ -15,11 +15,14 @@ use tokio::sync::watch;
 
 use super::endpoint::Endpoint;
 use super::readiness::{self, Probe};
+use super::shell;
 use super::{docker, images, ServiceFailure, ServiceStart};
+use crate::kinds::{ExecOutput, ServiceShell};
 use crate::report::console;
 use crate::secrets::Secrets;
 use crate::spec::platform::{PlatformSpec, ServiceSpec};
 use crate::spec::template;
+use futures::future::BoxFuture;
 
 /// How many log lines of a service go into a failure report.
 pub const LOG_TAIL_LINES: usize = 50;
@@ -140,6 +143,11 @@ impl ContainerPlatform {
 
     pub fn timings(&self) -> Vec<ServiceStart> {
         self.timings.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    fn container_of(&self, service: &str) -> Option<String> {
+        let started = self.starts.get(service)?.borrow().clone()?.ok()?;
+        Some(started.container_id.clone())
     }
 
     /// Stops and removes every container and the network, then sweeps by label in case
@@ -476,5 +484,21 @@ async fn run_exec(docker: &Docker, container_id: &str, argv: Vec<String>) -> Res
             argv.join(" "),
             output.trim()
         )),
+    }
+}
+
+impl ServiceShell for ContainerPlatform {
+    fn exec<'a>(
+        &'a self,
+        service: &'a str,
+        argv: &'a [String],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput, String>> {
+        Box::pin(async move {
+            let id = self
+                .container_of(service)
+                .ok_or_else(|| format!("service `{service}` has no running container"))?;
+            shell::exec(&self.docker, &id, argv, timeout).await
+        })
     }
 }

@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod external;
 pub mod images;
 pub mod readiness;
+pub mod shell;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,15 @@ impl Platform {
         match self {
             Self::Containers(c) => c.log_tail(service).await,
             // Its logs live wherever it runs; the harness has no access to them.
+            Self::External(_) => None,
+        }
+    }
+
+    /// The way into the services' containers, for `exec` steps; none for a platform the
+    /// harness did not start.
+    pub fn shell(&self) -> Option<&dyn crate::kinds::ServiceShell> {
+        match self {
+            Self::Containers(c) => Some(c),
             Self::External(_) => None,
         }
     }

@@ -11,7 +11,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use tokio::sync::watch;
 
 use super::interrupt::{install_interrupt_cleanup, yield_to_interrupt};
-use crate::checks::{run_check, CheckRun, Outcome, Vars};
+use crate::checks::{run_check_with, CheckRun, Outcome, Vars};
 use crate::platform::containers::ContainerPlatform;
 use crate::platform::external::ExternalPlatform;
 use crate::platform::{docker, Platform};
@@ -242,7 +242,10 @@ impl Session {
     async fn execute(&self, check: &Check) -> CheckRecord {
         let started = Instant::now();
         let run = match self.prepare(check).await {
-            Ok((endpoints, vars)) => run_check(check, &endpoints, vars).await,
+            Ok((endpoints, vars)) => {
+                let shell = self.platform.as_ref().and_then(Platform::shell);
+                run_check_with(check, &endpoints, vars, shell).await
+            }
             Err(outcome) => CheckRun {
                 outcome,
                 steps: Vec::new(),

@@ -283,7 +283,10 @@ fn build_step(
     action
         .resolve_files(platform.base_dir())
         .map_err(|m| (span.clone(), m))?;
-    let kind_name = |action: &dyn Action| format!("{}.{}", kind.namespace(), action.verb());
+    let kind_name = |action: &dyn Action| match action.verb() {
+        "" => kind.namespace().to_string(),
+        verb => format!("{}.{verb}", kind.namespace()),
+    };
     let explicit = s
         .service
         .as_ref()

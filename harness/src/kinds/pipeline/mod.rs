@@ -189,6 +189,7 @@ fn context_for<'a>(cx: &'a StepContext<'a>, service: &str) -> Result<StepContext
         endpoint: cx.endpoint_of(service)?,
         endpoints: cx.endpoints,
         vars: cx.vars,
+        shell: cx.shell,
     })
 }
 
@@ -278,6 +279,7 @@ mod tests {
             endpoint: &endpoint,
             endpoints: &endpoints,
             vars: &vars,
+            shell: None,
         })
     }
 
