@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -15,7 +16,7 @@ use super::{Action, ExecOutput, KindInfo, StepContext, StepError};
 /// Lines of stderr (or stdout, when stderr is empty) a failure message carries.
 const TAIL_LINES: usize = 10;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecAction {
     /// The command and its arguments, each with `${var}`s; no shell unless you name one.
@@ -26,13 +27,14 @@ pub struct ExecAction {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
     /// Exit codes that count as success (default `[0]`).
     #[serde(default = "default_ok_codes")]
     pub ok_exit_codes: Vec<i64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Where {
     /// Inside the step's service's container.

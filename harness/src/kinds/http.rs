@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -10,7 +11,7 @@ use super::{Action, KindInfo, StepContext, StepError};
 use crate::clients::error_chain;
 use futures::future::BoxFuture;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum HttpAction {
     Get(RequestSpec),
@@ -19,7 +20,7 @@ pub enum HttpAction {
     Delete(RequestSpec),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestSpec {
     /// Path on the service, with `${var}`s.
@@ -30,6 +31,7 @@ pub struct RequestSpec {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// A JSON body (sent with content-type application/json).
+    #[schemars(with = "Option<serde_json::Value>")]
     pub json: Option<toml::Value>,
     /// A text body.
     pub body: Option<String>,

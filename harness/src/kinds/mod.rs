@@ -60,6 +60,8 @@ pub trait CheckKind: Send + Sync {
         &self,
         table: toml::de::ValueDeserializer<'_>,
     ) -> Result<Box<dyn Action>, toml::de::Error>;
+    /// The JSON Schema of the kind's table, for editors and the committed schema files.
+    fn schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
 }
 
 /// One parsed step action of a kind: what it needs to be validated and run.
@@ -79,7 +81,7 @@ pub trait Action: Debug + Send + Sync {
 }
 
 /// What a kind's module declares about itself; [`Kind`] turns it into a [`CheckKind`].
-pub trait KindInfo: Action + DeserializeOwned + 'static {
+pub trait KindInfo: Action + DeserializeOwned + schemars::JsonSchema + 'static {
     const NAMESPACE: &'static str;
     const DEFAULT_SERVICE: Option<&'static str>;
 }
@@ -105,6 +107,10 @@ impl<A: KindInfo> CheckKind for Kind<A> {
         table: toml::de::ValueDeserializer<'_>,
     ) -> Result<Box<dyn Action>, toml::de::Error> {
         Ok(Box::new(A::deserialize(table)?))
+    }
+
+    fn schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<A>()
     }
 }
 

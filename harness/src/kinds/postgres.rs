@@ -1,5 +1,6 @@
 //! PostgreSQL checks with tokio-postgres, the client a Rust service would use.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
@@ -7,7 +8,7 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use super::{Action, KindInfo, StepContext, StepError};
 use futures::future::BoxFuture;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PostgresAction {
     /// Connect and authenticate; optionally require a minimum server version.
@@ -20,20 +21,20 @@ pub enum PostgresAction {
     Scratch(ScratchSpec),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectSpec {
     /// "15" or "15.4": the server's version must be at least this.
     pub min_version: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuerySpec {
     pub sql: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScratchSpec {
     #[serde(default = "default_rows")]

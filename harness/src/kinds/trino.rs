@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -9,7 +10,7 @@ use super::{Action, KindInfo, StepContext, StepError};
 use crate::clients::trino::{Client, Column, Error, QueryResult};
 use futures::future::BoxFuture;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TrinoAction {
     /// One statement; output `{columns: [{name, type}], rows: [{col: value}], row_count,
@@ -27,7 +28,7 @@ pub enum TrinoAction {
     LakeRoundtrip(LakeRoundtripSpec),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuerySpec {
     pub sql: String,
@@ -37,6 +38,7 @@ pub struct QuerySpec {
     /// Deadline of the query; past it the query is cancelled (DELETE nextUri) and the step
     /// errors with the query id. Not the step's own `within`, which retries the whole step.
     #[serde(default = "default_within", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub within: Duration,
     /// The step expects the statement to fail with this Trino error name
     /// (`TABLE_NOT_FOUND`, `SYNTAX_ERROR`, ...); the output is then
@@ -45,17 +47,18 @@ pub struct QuerySpec {
     pub expect_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryRoundtripSpec {
     #[serde(default = "default_memory_catalog")]
     pub catalog: String,
     /// Deadline of each statement.
     #[serde(default = "default_within", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub within: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LakeRoundtripSpec {
     #[serde(default = "default_lake_catalog")]
@@ -67,6 +70,7 @@ pub struct LakeRoundtripSpec {
     pub bucket: String,
     /// Deadline of each statement.
     #[serde(default = "default_within", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub within: Duration,
 }
 

@@ -1,6 +1,7 @@
 //! Expectations on a step's output: a JSONPath (RFC 9535) selects a value, an operator
 //! compares it. Failures say expected versus actual.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json_path::JsonPath;
@@ -9,13 +10,16 @@ pub use crate::kinds::{show, show_up_to};
 use crate::kinds::{StepError, Vars};
 
 /// `{ path = "$.rows[0].n", ge = 1 }`: exactly one operator per expectation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectSpec {
     #[serde(default = "root")]
     pub path: String,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub equals: Option<toml::Value>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub not_equals: Option<toml::Value>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub contains: Option<toml::Value>,
     pub matches: Option<String>,
     pub gt: Option<f64>,

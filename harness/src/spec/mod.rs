@@ -5,6 +5,7 @@ pub mod error;
 pub mod expect;
 pub mod graph;
 pub mod platform;
+pub mod schema;
 mod step_table;
 pub mod suite;
 

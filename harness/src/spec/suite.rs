@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -15,59 +16,71 @@ use super::platform::PlatformSpec;
 use super::step_table::{self, StepTable};
 use crate::kinds::Action;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SuiteFile {
+pub(super) struct SuiteFile {
     name: Option<String>,
     description: Option<String>,
     /// Default service of the suite's steps.
+    #[schemars(with = "Option<String>")]
     service: Option<Spanned<String>>,
     #[serde(default, rename = "check")]
+    #[schemars(with = "Vec<CheckFile>")]
     checks: Vec<Spanned<CheckFile>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CheckFile {
+pub(super) struct CheckFile {
+    #[schemars(with = "String")]
     name: Spanned<String>,
     description: Option<String>,
+    #[schemars(with = "Option<String>")]
     service: Option<Spanned<String>>,
     /// Checks of the same suite that must pass first; their captures are visible here.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     needs: Vec<Spanned<String>>,
     #[serde(default)]
     ignore: bool,
     /// Deadline of the whole check.
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     timeout: Option<Duration>,
     /// Read here for their spans only; `step_table` parses each step (its action belongs
     /// to a check kind).
     #[serde(default, rename = "step")]
+    #[schemars(with = "Vec<super::schema::StepSchema>")]
     steps: Vec<Spanned<serde::de::IgnoredAny>>,
 }
 
 /// A step's own keys; the one other key is the action, `namespace.verb = {...}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StepFile {
     name: Option<String>,
+    #[schemars(with = "Option<String>")]
     service: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Vec<ExpectSpec>")]
     expect: Vec<Spanned<ExpectSpec>>,
     /// Variable name -> JSONPath into the step's output.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     capture: BTreeMap<String, Spanned<String>>,
     retry: Option<RetryFile>,
     /// Keep retrying until this deadline (at `retry.interval`, default 1 s).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     within: Option<Duration>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RetryFile {
+pub(super) struct RetryFile {
     attempts: usize,
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     interval: Option<Duration>,
 }
 

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::message::{Header, Headers};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -21,7 +22,7 @@ use super::{Action, KindInfo, StepContext, StepError};
 use client::Kafka;
 use futures::future::BoxFuture;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum KafkaAction {
     /// Cluster metadata: `{brokers, topics, partitions}`.
@@ -37,17 +38,17 @@ pub enum KafkaAction {
     DeleteTopic(DeleteTopicSpec),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteTopicSpec {
     pub topic: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicsSpec {}
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProduceSpec {
     pub topic: String,
@@ -57,7 +58,7 @@ pub struct ProduceSpec {
     pub partitions: i32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageSpec {
     pub key: Option<String>,
@@ -66,7 +67,7 @@ pub struct MessageSpec {
     pub headers: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumeSpec {
     pub topic: String,
@@ -74,13 +75,14 @@ pub struct ConsumeSpec {
     pub group: Option<String>,
     pub count: usize,
     #[serde(default = "consume_within", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub within: Duration,
     #[serde(default)]
     pub from: StartFrom,
 }
 
 /// Where a group without committed offsets starts (`auto.offset.reset`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StartFrom {
     #[default]
@@ -88,7 +90,7 @@ pub enum StartFrom {
     Latest,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoundtripSpec {
     #[serde(default = "default_messages")]
@@ -96,6 +98,7 @@ pub struct RoundtripSpec {
     #[serde(default = "default_partitions")]
     pub partitions: i32,
     #[serde(default = "roundtrip_within", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub within: Duration,
 }
 
@@ -189,7 +192,7 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     struct Step {
         kafka: KafkaAction,
     }

@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use regex::Regex;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -20,7 +21,7 @@ use crate::kinds::s3::{PutSpec, S3Action};
 use crate::kinds::show;
 use crate::kinds::{StepContext, StepError};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LandSpec {
     pub topic: String,
@@ -35,6 +36,7 @@ pub struct LandSpec {
     #[serde(default = "default_partition_column")]
     pub partition_column: String,
     #[serde(default = "default_within", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub within: Duration,
 }
 

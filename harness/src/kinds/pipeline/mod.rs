@@ -14,6 +14,7 @@ mod seed;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -28,7 +29,7 @@ pub use seed::LoadCsvSpec;
 const KAFKA: &str = "kafka";
 const MINIO: &str = "minio";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PipelineAction {
     /// PostgreSQL: create a table, COPY a CSV file of the fixtures into it.
@@ -43,7 +44,7 @@ pub enum PipelineAction {
     Clock(ClockSpec),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClockSpec {
     /// Milliseconds since the Unix epoch, usually a captured `${var}`.
@@ -53,7 +54,7 @@ pub struct ClockSpec {
 }
 
 /// A number written as such or as a captured variable (`count = "${rows}"`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Number {
     Literal(f64),
@@ -221,7 +222,7 @@ mod tests {
     }
 
     fn parse(src: &str) -> Result<PipelineAction, String> {
-        #[derive(Deserialize)]
+        #[derive(Deserialize, JsonSchema)]
         struct Step {
             pipeline: PipelineAction,
         }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -15,7 +16,7 @@ use crate::kinds::kafka::{KafkaAction, MessageSpec, ProduceSpec};
 use crate::kinds::postgres::{connect, describe, query};
 use crate::kinds::{StepContext, StepError};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishSpec {
     /// The source table (`schema.table`), named in every event's `source`.

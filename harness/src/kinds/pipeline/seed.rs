@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::SinkExt;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -13,7 +14,7 @@ use super::{per_second, round3};
 use crate::kinds::postgres::{connect, describe};
 use crate::kinds::{StepContext, StepError};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadCsvSpec {
     /// Relative to the platform spec's directory (`fixtures/`). Its first line names the

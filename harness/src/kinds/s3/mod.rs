@@ -7,6 +7,7 @@ mod payload;
 mod steps;
 
 use bytesize::ByteSize;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -14,7 +15,7 @@ use super::{Action, KindInfo, StepContext, StepError};
 use client::S3;
 use futures::future::BoxFuture;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum S3Action {
     /// Output `{buckets: [...], count}`, names sorted.
@@ -31,20 +32,30 @@ pub enum S3Action {
     Delete(ObjectSpec),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListBucketsSpec {}
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BucketSpec {
     #[serde(default = "default_object_size")]
+    #[schemars(schema_with = "byte_size")]
     pub object_size: ByteSize,
     /// Size of the multipart object; cut into parts of 5 MiB (S3's minimum but for the last).
     #[serde(default = "default_multipart_size")]
+    #[schemars(schema_with = "byte_size")]
     pub multipart_size: ByteSize,
     #[serde(default = "default_prefix")]
     pub prefix: String,
+}
+
+/// Sizes are written as bytes (`1024`) or with a unit (`"5 MiB"`).
+fn byte_size(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": ["integer", "string"],
+        "description": "bytes, or a size with a unit such as \"5 MiB\""
+    })
 }
 
 fn default_object_size() -> ByteSize {
@@ -59,24 +70,26 @@ fn default_prefix() -> String {
     "harness/".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSpec {
     pub bucket: String,
     pub key: String,
     pub body: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "byte_size")]
     pub size: Option<ByteSize>,
     pub content_type: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectSpec {
     pub bucket: String,
     pub key: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListSpec {
     pub bucket: String,
@@ -129,7 +142,7 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, JsonSchema)]
     struct Step {
         s3: S3Action,
     }
