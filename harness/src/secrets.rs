@@ -188,8 +188,12 @@ fn char_forms_pattern(value: &str) -> String {
         let bytes = c.encode_utf8(&mut utf8).as_bytes();
         let percent: String = bytes.iter().map(|b| format!("%{b:02X}")).collect();
         forms.push(format!("(?i:{})", regex::escape(&percent)));
-        if c == ' ' {
-            forms.push(r"\+".into());
+        match c {
+            ' ' => forms.push(r"\+".into()),
+            // SQL quoting doubles the quote character (a statement echoed in a server log).
+            '"' => forms.push("\"\"".into()),
+            '\'' => forms.push("''".into()),
+            _ => {}
         }
         // JSON and `{:?}` escapes, and those escapes percent-encoded in turn (a JSON
         // document passed in a URL).
@@ -304,6 +308,7 @@ mod tests {
     #[case::form_plus(PW.replace(' ', "+").replace('/', "%2F"))]
     #[case::json(serde_json::to_string(PW).unwrap().trim_matches('"').to_string())]
     #[case::json_ascii(PW.replace('\\', "\\\\").replace('"', "\\\"").replace('é', "\\u00e9"))]
+    #[case::sql_quoted(PW.replace('"', "\"\""))]
     #[case::rust_debug(format!("{PW:?}").trim_matches('"').to_string())]
     #[case::json_in_url(percent_encoding::utf8_percent_encode(serde_json::to_string(PW).unwrap().trim_matches('"'), percent_encoding::NON_ALPHANUMERIC).to_string())]
     fn masks_encoded_forms(#[case] form: String) {
