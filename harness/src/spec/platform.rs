@@ -234,14 +234,26 @@ impl PlatformSpec {
                     )),
                 }
             }
-            let templated = svc
-                .env
+            // `env` and `command` are rendered before the container exists, so only
+            // secrets are known then; `after_start` and `endpoint` also see ports and host.
+            let before_start = svc.env.values().chain(&svc.command).map(|t| (t, false));
+            let after_start = svc
+                .endpoint
                 .values()
-                .chain(svc.endpoint.values())
-                .chain(svc.after_start.iter().flatten());
-            for t in templated {
-                for key in template::keys(t) {
-                    if let Some(problem) = unknown_reference(&key, &raw.secrets, &svc.ports) {
+                .chain(svc.after_start.iter().flatten())
+                .map(|t| (t, true));
+            for (t, started) in before_start.chain(after_start) {
+                let keys = match template::references(t) {
+                    Ok(keys) => keys,
+                    Err(e) => {
+                        errors.push(err(span.clone(), format!("service `{name}`: {e}")));
+                        continue;
+                    }
+                };
+                for key in keys {
+                    if let Some(problem) =
+                        unknown_reference(&key, &raw.secrets, &svc.ports, started)
+                    {
                         errors.push(err(span.clone(), format!("service `{name}`: {problem}")));
                     }
                 }
@@ -445,9 +457,15 @@ fn unknown_reference<T>(
     key: &str,
     secrets: &BTreeMap<String, T>,
     ports: &BTreeMap<String, u16>,
+    started: bool,
 ) -> Option<String> {
     if let Some(s) = key.strip_prefix("secret.") {
         (!secrets.contains_key(s)).then(|| format!("`${{{key}}}`: secret `{s}` is not defined"))
+    } else if !started {
+        Some(format!(
+            "`${{{key}}}`: only `${{secret.NAME}}` can be used in `env` and `command` \
+             (ports and host are known once the container runs: use `after_start`)"
+        ))
     } else if let Some(p) = key.strip_prefix("port.") {
         (!ports.contains_key(p)).then(|| format!("`${{{key}}}`: port `{p}` is not defined"))
     } else if key == "host" {
@@ -529,6 +547,18 @@ ready = [{ http = "/health", port = "http" }]
     #[case::unknown_secret(
         "ready = [{ tcp = \"p\" }]\nenv = { A = \"${secret.nope}\" }",
         "secret `nope` is not defined"
+    )]
+    #[case::unknown_secret_in_command(
+        "ready = [{ tcp = \"p\" }]\ncommand = [\"--uri\", \"pg://u:${secret.nope}@h\"]",
+        "secret `nope` is not defined"
+    )]
+    #[case::port_in_env(
+        "ready = [{ tcp = \"p\" }]\nenv = { A = \"${port.p}\" }",
+        "only `${secret.NAME}` can be used in `env` and `command`"
+    )]
+    #[case::unterminated_in_endpoint(
+        "ready = [{ tcp = \"p\" }]\nendpoint = { url = \"${port.p\" }",
+        "unterminated"
     )]
     #[case::bad_regex(
         "ready = [{ http = \"/\", port = \"p\", body_matches = \"(\" }]",

@@ -67,6 +67,28 @@ pub fn undeclared_secrets(text: &str, declared: impl Fn(&str) -> bool) -> Vec<St
     out
 }
 
+/// `undeclared_secrets` over every string of a TOML value (a step's table, say), for
+/// callers that hold parsed values rather than text. Iterative: no recursion on input.
+pub fn undeclared_secrets_in(value: &toml::Value, declared: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            toml::Value::String(s) => {
+                for name in undeclared_secrets(s, &declared) {
+                    if !out.contains(&name) {
+                        out.push(name);
+                    }
+                }
+            }
+            toml::Value::Array(items) => stack.extend(items.iter().rev()),
+            toml::Value::Table(t) => stack.extend(t.values().rev()),
+            _ => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +128,15 @@ mod tests {
     #[case("plain", &[])]
     fn finds_undeclared_secrets(#[case] text: &str, #[case] expected: &[&str]) {
         assert_eq!(undeclared_secrets(text, |n| n == "a" || n == "b"), expected);
+    }
+
+    #[test]
+    fn finds_undeclared_secrets_in_values() {
+        let step: toml::Value = toml::from_str(
+            "postgres.query.sql = \"SELECT '${secret.a}', '${secret.x}'\"\nexpect = [{ equals = \"${secret.y}\" }]",
+        )
+        .unwrap();
+        assert_eq!(undeclared_secrets_in(&step, |n| n == "a"), vec!["y", "x"]);
     }
 
     #[test]
