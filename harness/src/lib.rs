@@ -3,10 +3,11 @@
 //!
 //! Data flow: `spec` (files) -> `platform` (endpoints) -> `checks` (outcomes) -> `report`,
 //! driven by `run`. Below them: `kinds`, what one step can do (parsed by `spec`, run by
-//! `checks`), on the protocol `clients` and `${var}` `template`s. Imports only point down
+//! `checks`), on the protocol `clients`, `${var}` `template`s and the secret `mask`. Imports only point down
 //! this list.
 
 pub mod clients;
+pub mod mask;
 pub mod template;
 
 pub mod kinds;

@@ -43,6 +43,52 @@ pub fn keys(template: &str) -> Vec<String> {
     found
 }
 
+/// Every key `template` refers to, or the error `render` would give on its syntax.
+pub fn references(template: &str) -> Result<Vec<String>, String> {
+    let mut found = Vec::new();
+    render(template, |k| {
+        found.push(k.to_string());
+        Some(String::new())
+    })?;
+    Ok(found)
+}
+
+/// The `NAME`s of `${secret.NAME}` in `text` that `declared` does not know, each once,
+/// in order of appearance: for validating suites and templates before anything starts.
+pub fn undeclared_secrets(text: &str, declared: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for key in keys(text) {
+        if let Some(name) = key.strip_prefix("secret.") {
+            if !declared(name) && !out.iter().any(|o| o == name) {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// `undeclared_secrets` over every string of a TOML value (a step's table, say), for
+/// callers that hold parsed values rather than text. Iterative: no recursion on input.
+pub fn undeclared_secrets_in(value: &toml::Value, declared: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            toml::Value::String(s) => {
+                for name in undeclared_secrets(s, &declared) {
+                    if !out.contains(&name) {
+                        out.push(name);
+                    }
+                }
+            }
+            toml::Value::Array(items) => stack.extend(items.iter().rev()),
+            toml::Value::Table(t) => stack.extend(t.values().rev()),
+            _ => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +119,30 @@ mod tests {
     fn rejects(#[case] template: &str, #[case] message: &str) {
         let err = render(template, vars).unwrap_err();
         assert!(err.contains(message), "{err}");
+    }
+
+    #[rstest]
+    #[case("${secret.a} ${secret.b} ${secret.nope} ${secret.nope} ${x}", &["nope"])]
+    #[case("$${secret.nope}", &[])]
+    #[case("${ secret.other }", &["other"])]
+    #[case("plain", &[])]
+    fn finds_undeclared_secrets(#[case] text: &str, #[case] expected: &[&str]) {
+        assert_eq!(undeclared_secrets(text, |n| n == "a" || n == "b"), expected);
+    }
+
+    #[test]
+    fn finds_undeclared_secrets_in_values() {
+        let step: toml::Value = toml::from_str(
+            "postgres.query.sql = \"SELECT '${secret.a}', '${secret.x}'\"\nexpect = [{ equals = \"${secret.y}\" }]",
+        )
+        .unwrap();
+        assert_eq!(undeclared_secrets_in(&step, |n| n == "a"), vec!["y", "x"]);
+    }
+
+    #[test]
+    fn references_report_syntax_errors() {
+        assert_eq!(references("${a} ${b}").unwrap(), vec!["a", "b"]);
+        assert!(references("${a").unwrap_err().contains("unterminated"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::StepError;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Endpoint {
     pub service: String,
     /// Host reachable from the harness (127.0.0.1 for containers).
@@ -14,6 +14,30 @@ pub struct Endpoint {
     pub ports: BTreeMap<String, u16>,
     /// Service parameters: user, password, database, access_key, ... (may be secrets).
     pub params: BTreeMap<String, String>,
+}
+
+/// Parameters named like credentials, or holding a known secret, show as `****`.
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let params: BTreeMap<&str, String> = self
+            .params
+            .iter()
+            .map(|(k, v)| {
+                let shown = if crate::mask::looks_like_credential(k) {
+                    crate::mask::MASK.to_string()
+                } else {
+                    crate::mask::mask(v)
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("Endpoint")
+            .field("service", &self.service)
+            .field("host", &self.host)
+            .field("ports", &self.ports)
+            .field("params", &params)
+            .finish()
+    }
 }
 
 impl Endpoint {
@@ -49,5 +73,27 @@ impl Endpoint {
             self.host,
             self.port(port)?
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_credentials() {
+        let ep = Endpoint {
+            service: "postgres".into(),
+            host: "h".into(),
+            ports: BTreeMap::from([("sql".into(), 5432)]),
+            params: BTreeMap::from([
+                ("user".into(), "platform".into()),
+                ("password".into(), "hunter22-pw".into()),
+            ]),
+        };
+        let shown = format!("{ep:?}");
+        assert!(!shown.contains("hunter22"), "{shown}");
+        assert!(shown.contains("\"platform\""), "{shown}");
+        assert!(shown.contains("\"password\": \"****\""), "{shown}");
     }
 }

@@ -206,18 +206,9 @@ pub fn show(v: &Value) -> String {
     show_up_to(v, 300)
 }
 
-/// `show` with a chosen limit in bytes.
+/// `show` with a chosen limit in characters; masked before it is cut.
 pub fn show_up_to(v: &Value, max: usize) -> String {
-    let s = v.to_string();
-    if s.len() > max {
-        let cut = (0..=max)
-            .rev()
-            .find(|i| s.is_char_boundary(*i))
-            .unwrap_or(0);
-        format!("{}… ({} bytes)", &s[..cut], s.len())
-    } else {
-        s
-    }
+    crate::mask::clip(&v.to_string(), max)
 }
 
 #[cfg(test)]

@@ -31,24 +31,36 @@ struct EndpointsFile {
 struct ServiceEndpoint {
     host: String,
     ports: BTreeMap<String, u16>,
+    // Both taken as raw values and checked here: serde's own "invalid type" message
+    // quotes the value, and a value typed where a credential belongs is one.
     #[serde(default)]
-    params: BTreeMap<String, String>,
+    params: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
-    credentials: BTreeMap<String, Spanned<CredentialSource>>,
+    credentials: BTreeMap<String, Spanned<toml::Value>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 struct CredentialSource {
     env: Option<String>,
     file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExternalPlatform {
     pub file: PathBuf,
     pub endpoints: BTreeMap<String, Endpoint>,
     secrets: Vec<String>,
+}
+
+/// Endpoints redact their credentials; the resolved values are only counted.
+impl std::fmt::Debug for ExternalPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalPlatform")
+            .field("file", &self.file)
+            .field("endpoints", &self.endpoints)
+            .field("secrets", &format_args!("{} value(s)", self.secrets.len()))
+            .finish()
+    }
 }
 
 impl ExternalPlatform {
@@ -58,21 +70,40 @@ impl ExternalPlatform {
         Self::parse(file, &source)
     }
 
-    /// Parses and resolves credentials; a credential that cannot be read is an error at
-    /// its line, before any check runs.
+    /// Parses and resolves credentials; a credential that cannot be read, or a value
+    /// written inline where a credential belongs, is an error at its line, before any
+    /// check runs. No error quotes a value.
     pub fn parse(file: &Path, source: &str) -> Result<Self, SpecErrors> {
         let raw: EndpointsFile =
-            toml::from_str(source).map_err(|e| SpecError::from_toml(file, source, &e))?;
+            toml::from_str(source).map_err(|e| SpecError::from_toml_redacted(file, source, &e))?;
         let base = file.parent().unwrap_or(Path::new("."));
         let mut errors = Vec::new();
         let mut endpoints = BTreeMap::new();
         let mut secrets = Vec::new();
         for (name, spanned) in raw.services {
             let svc = spanned.into_inner();
-            let mut params = svc.params;
+            let mut params = BTreeMap::new();
+            for (key, value) in svc.params {
+                match param(&key, value.get_ref()) {
+                    Ok(v) => {
+                        params.insert(key, v);
+                    }
+                    Err(m) => errors.push(SpecError::at(
+                        file,
+                        source,
+                        value.span(),
+                        format!("service `{name}`, field `params.{key}`: {m}"),
+                    )),
+                }
+            }
             for (key, cred) in svc.credentials {
                 let span = cred.span();
-                match resolve(cred.get_ref(), base) {
+                let resolved = credential_source(cred.get_ref()).and_then(|c| {
+                    let v = resolve(&c, base)?;
+                    crate::secrets::check_maskable(&format!("the value ({})", c.origin()), &v)?;
+                    Ok(v)
+                });
+                match resolved {
                     Ok(v) => {
                         secrets.push(v.clone());
                         params.insert(key, v);
@@ -119,6 +150,58 @@ impl ExternalPlatform {
     /// Values read from credentials, for the masker.
     pub fn credential_values_secret(&self) -> Vec<String> {
         self.secrets.clone()
+    }
+}
+
+/// Refused rather than masked: masking would hide the value in reports, but the
+/// endpoints file itself (committed, shared) would still hold it in plain text.
+fn param(key: &str, value: &toml::Value) -> Result<String, String> {
+    if crate::secrets::looks_like_credential(key) {
+        return Err(format!(
+            "`{key}` looks like a credential, and credentials are never written inline: \
+             move it to `credentials = {{ {key} = {{ env = \"VAR\" }} }}` (or `{{ file = \"PATH\" }}`); \
+             the value is not shown"
+        ));
+    }
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        other => Err(format!("must be a string, found {}", other.type_str())),
+    }
+}
+
+/// By hand, so that no message quotes what was typed (it may be the password itself).
+fn credential_source(value: &toml::Value) -> Result<CredentialSource, String> {
+    let table = value.as_table().ok_or_else(|| {
+        format!(
+            "must be a table `{{ env = \"VAR\" }}` or `{{ file = \"PATH\" }}`, found {} \
+             (the value is not shown; a credential is never written inline)",
+            value.type_str()
+        )
+    })?;
+    let mut source = CredentialSource {
+        env: None,
+        file: None,
+    };
+    for (k, v) in table {
+        let text = v
+            .as_str()
+            .ok_or_else(|| format!("`{k}` must be a string, found {}", v.type_str()));
+        match k.as_str() {
+            "env" => source.env = Some(text?.to_string()),
+            "file" => source.file = Some(PathBuf::from(text?)),
+            _ => return Err(format!("unknown field `{k}`, expected `env` or `file`")),
+        }
+    }
+    Ok(source)
+}
+
+impl CredentialSource {
+    fn origin(&self) -> String {
+        match (&self.env, &self.file) {
+            (Some(var), _) => format!("environment variable {var}"),
+            (None, Some(f)) => format!("file {}", f.display()),
+            (None, None) => "nowhere".into(),
+        }
     }
 }
 
@@ -176,10 +259,61 @@ credentials = { password = { env = "PATH" } }
         "[services.pg]\nhost = \"h\"\nports = {}\ncredentials = { password = { env = \"A\", file = \"f\" } }",
         "exactly one of `env`, `file`"
     )]
+    #[case::inline_credential_param(
+        "[services.pg]\nhost = \"h\"\nports = {}\nparams = { user = \"u\", password = \"Hunter2-inline\" }",
+        "e.toml:4:35: service `pg`, field `params.password`: `password` looks like a credential"
+    )]
+    #[case::inline_token_param(
+        "[services.t]\nhost = \"h\"\nports = {}\nparams = { api_token = \"Hunter2-inline\" }",
+        "field `params.api_token`: `api_token` looks like a credential"
+    )]
+    #[case::credential_typed_inline(
+        "[services.pg]\nhost = \"h\"\nports = {}\ncredentials = { password = \"Hunter2-inline\" }",
+        "e.toml:4:28: service `pg`, credential `password`: must be a table"
+    )]
+    #[case::credential_as_number(
+        "[services.pg]\nhost = \"h\"\nports = {}\ncredentials = { password = 77123456 }",
+        "must be a table `{ env = \"VAR\" }` or `{ file = \"PATH\" }`, found integer"
+    )]
+    #[case::credential_unknown_field(
+        "[services.pg]\nhost = \"h\"\nports = {}\ncredentials = { password = { value = \"Hunter2-inline\" } }",
+        "unknown field `value`, expected `env` or `file`"
+    )]
+    #[case::env_name_as_number(
+        "[services.pg]\nhost = \"h\"\nports = {}\ncredentials = { password = { env = 77123456 } }",
+        "`env` must be a string, found integer"
+    )]
+    #[case::param_as_number(
+        "[services.pg]\nhost = \"h\"\nports = {}\nparams = { database = 77123456 }",
+        "field `params.database`: must be a string, found integer"
+    )]
+    #[case::host_as_number(
+        "[services.pg]\nhost = 77123456\nports = {}",
+        "e.toml:2:8: invalid type: integer, expected a string"
+    )]
+    #[case::short_credential(
+        "[services.pg]\nhost = \"h\"\nports = {}\ncredentials = { password = { file = \"short-pw\" } }",
+        "credential `password`: the value (file short-pw) is 3 character(s) long"
+    )]
     fn rejects_bad_endpoint_files(#[case] src: &str, #[case] expected: &str) {
-        let err = ExternalPlatform::parse(Path::new("e.toml"), src)
+        let dir = std::env::temp_dir().join(format!("harness-endpoints-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("short-pw"), "abc\n").unwrap();
+        let err = ExternalPlatform::parse(&dir.join("e.toml"), src)
             .unwrap_err()
             .to_string();
         assert!(err.contains(expected), "{err}");
+        for value in ["Hunter2-inline", "77123456", "abc"] {
+            assert!(!err.contains(value), "the value leaked: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_credential() {
+        let src = "[services.pg]\nhost = \"h\"\nports = {}\ncredentials = { password = { env = \"PATH\" } }";
+        let p = ExternalPlatform::parse(Path::new("e.toml"), src).unwrap();
+        let shown = format!("{p:?}");
+        assert!(!shown.contains(&std::env::var("PATH").unwrap()), "{shown}");
+        assert!(shown.contains("1 value(s)"), "{shown}");
     }
 }

@@ -1,23 +1,17 @@
 //! Progress lines on stderr (stdout belongs to libtest's own output), masked.
 
-use std::sync::OnceLock;
-
 use super::CheckRecord;
 use crate::checks::Outcome;
-use crate::secrets::Masker;
+use crate::secrets::{self, Masker};
 
-static MASKER: OnceLock<Masker> = OnceLock::new();
-
-/// Sets the masker for the process; later calls keep the first (one platform per run).
+/// Sets the masker for the process (`secrets::install`): every `clip` in a check's
+/// message masks with it too, before cutting.
 pub fn init(masker: Masker) {
-    let _ = MASKER.set(masker);
+    secrets::install(masker);
 }
 
 pub fn mask(text: &str) -> String {
-    match MASKER.get() {
-        Some(m) => m.mask(text),
-        None => text.to_string(),
-    }
+    secrets::mask(text)
 }
 
 /// Ignores a closed stderr: progress lines are not worth a panic.
@@ -45,6 +39,9 @@ pub fn failure_text(record: &CheckRecord) -> Option<String> {
     let mut text = message;
     text.push_str(&format!("\n  at {}", record.location));
     for (svc, tail) in &record.service_logs {
+        // Masked before keeping the last lines: a cut through a multi-line secret
+        // would leave a part the mask no longer matches.
+        let tail = mask(tail);
         let last: Vec<&str> = tail.lines().rev().take(15).collect();
         text.push_str(&format!("\n  last log lines of {svc}:"));
         for l in last.into_iter().rev() {

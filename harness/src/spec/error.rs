@@ -42,6 +42,27 @@ impl SpecError {
         // since file:line:column already locates it.
         Self::at(file, source, span, err.message().trim().to_string())
     }
+
+    /// `from_toml` without the values serde quotes in "invalid type: string \"...\"":
+    /// for files where a typed value may be a credential (platform, endpoints).
+    pub fn from_toml_redacted(file: &Path, source: &str, err: &toml::de::Error) -> Self {
+        let mut e = Self::from_toml(file, source, err);
+        e.message = redact_quoted_values(&e.message);
+        e
+    }
+}
+
+/// Drops the value from serde's `Unexpected` texts (`string "x"`, `integer `5``,
+/// `character `c``...), keeping the kind: "invalid type: string, expected u16".
+pub fn redact_quoted_values(message: &str) -> String {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(
+            r#"\b(string|integer|floating point|boolean|character|unit variant|newtype variant|tuple variant|struct variant) (?:"(?:[^"\\]|\\.)*"|`[^`]*`)"#,
+        )
+        .expect("a fixed pattern")
+    });
+    re.replace_all(message, "$1").into_owned()
 }
 
 impl fmt::Display for SpecError {
@@ -111,6 +132,31 @@ mod tests {
         #[case] expected: (usize, usize),
     ) {
         assert_eq!(line_column(src, offset), expected);
+    }
+
+    #[rstest]
+    #[case(
+        r#"invalid type: string "hunter2", expected u16"#,
+        "invalid type: string, expected u16"
+    )]
+    #[case(
+        r#"invalid type: string "a\"b\\", expected x"#,
+        "invalid type: string, expected x"
+    )]
+    #[case(
+        "invalid type: integer `1234567`, expected a string",
+        "invalid type: integer, expected a string"
+    )]
+    #[case(
+        "invalid value: floating point `1.5`, expected u8",
+        "invalid value: floating point, expected u8"
+    )]
+    #[case(
+        "unknown field `password`, expected `env`",
+        "unknown field `password`, expected `env`"
+    )]
+    fn redacts_quoted_values(#[case] message: &str, #[case] expected: &str) {
+        assert_eq!(redact_quoted_values(message), expected);
     }
 
     #[test]

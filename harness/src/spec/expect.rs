@@ -66,7 +66,7 @@ pub struct Assertion {
 
 impl ExpectSpec {
     pub fn compile(&self) -> Result<Assertion, String> {
-        let path = JsonPath::parse(&self.path).map_err(|e| format!("`path`: {e}"))?;
+        let path = parse_json_path(&self.path).map_err(|e| format!("`path`: {e}"))?;
         let mut ops = Vec::new();
         let json = |v: &toml::Value| serde_json::to_value(v).map_err(|e| e.to_string());
         if let Some(v) = &self.equals {
@@ -113,6 +113,62 @@ impl ExpectSpec {
             op: ops.remove(0),
         })
     }
+}
+
+/// Longest JSONPath accepted; real ones are a few dozen characters.
+pub const MAX_JSON_PATH_LEN: usize = 1024;
+/// Deepest nesting of brackets and parentheses accepted. serde_json_path's parser
+/// recurses per level and a few hundred levels overflow a test thread's stack; real
+/// filters nest two or three deep.
+pub const MAX_JSON_PATH_DEPTH: usize = 16;
+
+/// `JsonPath::parse` behind bounds checked first, so no input can overflow the stack.
+/// Every JSONPath from a user's file (expectations, captures) goes through here.
+pub fn parse_json_path(text: &str) -> Result<JsonPath, String> {
+    let chars = text.chars().count();
+    if chars > MAX_JSON_PATH_LEN {
+        return Err(format!(
+            "a JSONPath of {chars} characters is longer than the {MAX_JSON_PATH_LEN} accepted"
+        ));
+    }
+    let depth = nesting_depth(text);
+    if depth > MAX_JSON_PATH_DEPTH {
+        return Err(format!(
+            "brackets and parentheses nest {depth} deep; at most {MAX_JSON_PATH_DEPTH} are accepted"
+        ));
+    }
+    JsonPath::parse(text).map_err(|e| e.to_string())
+}
+
+/// Deepest `[`/`(` nesting outside string literals ('...' or "...", with `\` escapes).
+/// Unbalanced input counts as it goes: the parser rejects it afterwards.
+fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in text.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '[' | '(' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                ']' | ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    deepest
 }
 
 impl Assertion {
@@ -318,7 +374,7 @@ impl Capture {
         Ok(Self {
             var: var.to_string(),
             path_text: path.to_string(),
-            path: JsonPath::parse(path).map_err(|e| e.to_string())?,
+            path: parse_json_path(path)?,
         })
     }
 
@@ -429,9 +485,49 @@ mod tests {
     #[case("path = '$.a'\nequals = 1\ngt = 0", "exactly one of")]
     #[case("path = 'rows['\nequals = 1", "`path`")]
     #[case("matches = '('", "`matches`")]
+    #[case::deep_filter(
+        &format!("path = '$[?{}@.a{}]'\nexists = true", "(".repeat(400), ")".repeat(400)),
+        "nest 401 deep; at most 16"
+    )]
+    #[case::deep_nested_queries(
+        &format!("path = '${}'\nexists = true", "[?@".repeat(200) + &"]".repeat(200)),
+        "nest 200 deep"
+    )]
+    #[case::long(&format!("path = '${}'\nexists = true", ".a".repeat(600)), "1201 characters")]
     fn rejects_bad_expectations(#[case] src: &str, #[case] message: &str) {
         let spec: ExpectSpec = toml::from_str(src).unwrap();
         let err = spec.compile().unwrap_err();
         assert!(err.contains(message), "{err}");
+    }
+
+    #[rstest]
+    #[case("$.a", 0)]
+    #[case("$.rows[?@.n > 10]", 1)]
+    #[case("$[?(@.a && (@.b || @.c))]", 3)]
+    #[case("$[?@.name == '(((['][0]", 1)]
+    #[case(r#"$[?@.s == "a\"(("]"#, 1)]
+    fn measures_nesting(#[case] path: &str, #[case] depth: usize) {
+        assert_eq!(nesting_depth(path), depth);
+    }
+
+    /// The deepest nesting accepted still parses on a test thread's 2 MiB stack, in each
+    /// construct that makes the parser recurse.
+    #[rstest]
+    #[case::parens(format!("$[?{}@.a{}]", "(".repeat(15), ")".repeat(15)))]
+    #[case::queries(format!("${}", "[?@".repeat(16) + &"]".repeat(16)))]
+    #[case::functions(format!("$[?{}@.a{} > 0]", "length(".repeat(15), ")".repeat(15)))]
+    #[case::negations(format!("$[?{}@.a{}]", "!(".repeat(15), ")".repeat(15)))]
+    fn parses_the_deepest_accepted(#[case] path: String) {
+        let got = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                parse_json_path(&path)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(!got.as_ref().is_err_and(|e| e.contains("nest")), "{got:?}");
     }
 }

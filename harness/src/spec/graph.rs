@@ -3,40 +3,46 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `Err(cycle)` names the services of one cycle, first repeated at the end.
+/// Depth-first with an explicit stack: a dependency chain as long as a file can hold
+/// cannot exhaust the thread's stack.
 pub fn check_acyclic(deps: &BTreeMap<String, Vec<String>>) -> Result<(), Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Visiting,
         Done,
     }
-    fn visit(
-        node: &str,
-        deps: &BTreeMap<String, Vec<String>>,
-        marks: &mut BTreeMap<String, Mark>,
-        path: &mut Vec<String>,
-    ) -> Result<(), Vec<String>> {
-        match marks.get(node) {
-            Some(Mark::Done) => return Ok(()),
-            Some(Mark::Visiting) => {
-                let start = path.iter().position(|n| n == node).unwrap_or(0);
-                let mut cycle = path[start..].to_vec();
-                cycle.push(node.to_string());
-                return Err(cycle);
+    let no_deps = Vec::new();
+    let mut marks: BTreeMap<&str, Mark> = BTreeMap::new();
+    for root in deps.keys() {
+        if marks.contains_key(root.as_str()) {
+            continue;
+        }
+        // (node, index of the next dependency to visit); the stack is the current path.
+        let mut stack: Vec<(&str, usize)> = vec![(root.as_str(), 0)];
+        marks.insert(root, Mark::Visiting);
+        while let Some((node, next)) = stack.last_mut() {
+            let children = deps.get(*node).unwrap_or(&no_deps);
+            let Some(child) = children.get(*next) else {
+                marks.insert(node, Mark::Done);
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            match marks.get(child.as_str()) {
+                Some(Mark::Done) => {}
+                Some(Mark::Visiting) => {
+                    let start = stack.iter().position(|(n, _)| *n == child).unwrap_or(0);
+                    let mut cycle: Vec<String> =
+                        stack[start..].iter().map(|(n, _)| n.to_string()).collect();
+                    cycle.push(child.clone());
+                    return Err(cycle);
+                }
+                None => {
+                    marks.insert(child, Mark::Visiting);
+                    stack.push((child, 0));
+                }
             }
-            None => {}
         }
-        marks.insert(node.to_string(), Mark::Visiting);
-        path.push(node.to_string());
-        for d in deps.get(node).into_iter().flatten() {
-            visit(d, deps, marks, path)?;
-        }
-        path.pop();
-        marks.insert(node.to_string(), Mark::Done);
-        Ok(())
-    }
-    let mut marks = BTreeMap::new();
-    for node in deps.keys() {
-        visit(node, deps, &mut marks, &mut Vec::new())?;
     }
     Ok(())
 }
@@ -99,9 +105,23 @@ mod tests {
     #[case("a:a", Some(vec!["a", "a"]))]
     #[case("a:b b:c c:b", Some(vec!["b", "c", "b"]))]
     #[case("a:b b:", None)]
+    #[case("a:b,c b:d c:d d:", None)]
+    #[case("a:b,c b: c:a", Some(vec!["a", "c", "a"]))]
     fn finds_cycles(#[case] edges: &str, #[case] cycle: Option<Vec<&str>>) {
         let got = check_acyclic(&graph(edges)).err();
         let expected = cycle.map(|c| c.into_iter().map(String::from).collect::<Vec<_>>());
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn survives_a_very_long_chain() {
+        let n = 200_000;
+        let mut deps: BTreeMap<String, Vec<String>> = (0..n)
+            .map(|i| (format!("s{i}"), vec![format!("s{}", i + 1)]))
+            .collect();
+        deps.insert(format!("s{n}"), vec![]);
+        assert_eq!(check_acyclic(&deps), Ok(()));
+        deps.insert(format!("s{n}"), vec!["s0".into()]);
+        assert_eq!(check_acyclic(&deps).unwrap_err().len(), n + 2);
     }
 }

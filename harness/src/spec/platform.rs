@@ -20,7 +20,7 @@ struct PlatformFile {
 }
 
 /// Where a secret's value comes from. Values never appear in a spec that reports quote.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSource {
     /// Environment variable holding the value.
@@ -29,6 +29,20 @@ pub struct SecretSource {
     pub file: Option<PathBuf>,
     /// Used when `env` is unset: fine for throwaway test containers, never for staging.
     pub default: Option<String>,
+}
+
+/// `default` is a value: `{:?}` shows only that there is one.
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSource")
+            .field("env", &self.env)
+            .field("file", &self.file)
+            .field(
+                "default",
+                &self.default.as_ref().map(|_| crate::secrets::MASK),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,7 +57,7 @@ struct ServiceFile {
     #[serde(default)]
     ports: BTreeMap<String, u16>,
     #[serde(default)]
-    copy: Vec<CopySpec>,
+    copy: Vec<Spanned<CopySpec>>,
     #[serde(default)]
     depends_on: Vec<Spanned<String>>,
     ready: Vec<Spanned<ReadyFile>>,
@@ -164,7 +178,7 @@ impl PlatformSpec {
 
     pub fn parse(file: &Path, source: &str) -> Result<Self, SpecErrors> {
         let raw: PlatformFile =
-            toml::from_str(source).map_err(|e| SpecError::from_toml(file, source, &e))?;
+            toml::from_str(source).map_err(|e| SpecError::from_toml_redacted(file, source, &e))?;
         let mut errors = Vec::new();
         let err =
             |span: std::ops::Range<usize>, msg: String| SpecError::at(file, source, span, msg);
@@ -177,7 +191,15 @@ impl PlatformSpec {
                     format!("secret `{name}`: give at least one of `env`, `file`, `default`"),
                 ));
             }
+            if let Some(d) = &s.default {
+                if let Err(m) =
+                    crate::secrets::check_maskable(&format!("secret `{name}`: `default`"), d)
+                {
+                    errors.push(err(secret.span(), m));
+                }
+            }
         }
+        let base_dir = file.parent().unwrap_or(Path::new("."));
 
         let mut services = BTreeMap::new();
         for (name, spanned) in &raw.services {
@@ -212,16 +234,36 @@ impl PlatformSpec {
                     )),
                 }
             }
-            let templated = svc
-                .env
+            // `env` and `command` are rendered before the container exists, so only
+            // secrets are known then; `after_start` and `endpoint` also see ports and host.
+            let before_start = svc.env.values().chain(&svc.command).map(|t| (t, false));
+            let after_start = svc
+                .endpoint
                 .values()
-                .chain(svc.endpoint.values())
-                .chain(svc.after_start.iter().flatten());
-            for t in templated {
-                for key in template::keys(t) {
-                    if let Some(problem) = unknown_reference(&key, &raw.secrets, &svc.ports) {
+                .chain(svc.after_start.iter().flatten())
+                .map(|t| (t, true));
+            for (t, started) in before_start.chain(after_start) {
+                let keys = match template::references(t) {
+                    Ok(keys) => keys,
+                    Err(e) => {
+                        errors.push(err(span.clone(), format!("service `{name}`: {e}")));
+                        continue;
+                    }
+                };
+                for key in keys {
+                    if let Some(problem) =
+                        unknown_reference(&key, &raw.secrets, &svc.ports, started)
+                    {
                         errors.push(err(span.clone(), format!("service `{name}`: {problem}")));
                     }
+                }
+            }
+            for c in &svc.copy {
+                for problem in copy_template_problems(c.get_ref(), base_dir, &raw.secrets) {
+                    errors.push(err(
+                        c.span(),
+                        format!("service `{name}`, field `copy`: {problem}"),
+                    ));
                 }
             }
             services.insert(
@@ -233,7 +275,7 @@ impl PlatformSpec {
                     env: svc.env.clone(),
                     command: svc.command.clone(),
                     ports: svc.ports.clone(),
-                    copy: svc.copy.clone(),
+                    copy: svc.copy.iter().map(|c| c.get_ref().clone()).collect(),
                     depends_on: svc.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
                     ready,
                     startup_timeout: svc.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
@@ -342,13 +384,88 @@ fn ready_condition(r: &ReadyFile, ports: &BTreeMap<String, u16>) -> Result<Ready
     Ok(ReadyCondition::Command { argv })
 }
 
+/// A templated copy's files are read now, so that a `${secret.X}` the platform does not
+/// declare (or a broken `${`) is an error before any container starts, not at its start.
+fn copy_template_problems<T>(
+    c: &CopySpec,
+    base_dir: &Path,
+    secrets: &BTreeMap<String, T>,
+) -> Vec<String> {
+    if !c.template {
+        return Vec::new();
+    }
+    let from = base_dir.join(&c.from);
+    let files = match files_below(&from) {
+        Ok(f) => f,
+        Err(e) => return vec![format!("cannot read {}: {e}", from.display())],
+    };
+    let mut problems = Vec::new();
+    for path in files {
+        let text = match std::fs::read(&path).map(String::from_utf8) {
+            Ok(Ok(t)) => t,
+            Ok(Err(_)) => {
+                problems.push(format!("{}: a template must be UTF-8 text", path.display()));
+                continue;
+            }
+            Err(e) => {
+                problems.push(format!("cannot read {}: {e}", path.display()));
+                continue;
+            }
+        };
+        match template::references(&text) {
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
+            Ok(keys) => {
+                for key in keys {
+                    let problem = match key.strip_prefix("secret.") {
+                        Some(s) if secrets.contains_key(s) => continue,
+                        Some(s) => format!("secret `{s}` is not defined in [secrets]"),
+                        None => "only `${secret.NAME}` can be used in a copied template \
+                                 (`$$` is a literal `$`)"
+                            .to_string(),
+                    };
+                    problems.push(format!("{}: `${{{key}}}`: {problem}", path.display()));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The files at `path`: itself, or every file below it. Iterative: a deep tree cannot
+/// exhaust the stack.
+fn files_below(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let p = entry?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 fn unknown_reference<T>(
     key: &str,
     secrets: &BTreeMap<String, T>,
     ports: &BTreeMap<String, u16>,
+    started: bool,
 ) -> Option<String> {
     if let Some(s) = key.strip_prefix("secret.") {
         (!secrets.contains_key(s)).then(|| format!("`${{{key}}}`: secret `{s}` is not defined"))
+    } else if !started {
+        Some(format!(
+            "`${{{key}}}`: only `${{secret.NAME}}` can be used in `env` and `command` \
+             (ports and host are known once the container runs: use `after_start`)"
+        ))
     } else if let Some(p) = key.strip_prefix("port.") {
         (!ports.contains_key(p)).then(|| format!("`${{{key}}}`: port `{p}` is not defined"))
     } else if key == "host" {
@@ -367,7 +484,7 @@ mod tests {
 
     const GOOD: &str = r#"
 [secrets]
-pg = { env = "PG_PASSWORD", default = "dev" }
+pg = { env = "PG_PASSWORD", default = "dev-default" }
 
 [services.postgres]
 image = "platform-kit/postgres:15"
@@ -431,6 +548,18 @@ ready = [{ http = "/health", port = "http" }]
         "ready = [{ tcp = \"p\" }]\nenv = { A = \"${secret.nope}\" }",
         "secret `nope` is not defined"
     )]
+    #[case::unknown_secret_in_command(
+        "ready = [{ tcp = \"p\" }]\ncommand = [\"--uri\", \"pg://u:${secret.nope}@h\"]",
+        "secret `nope` is not defined"
+    )]
+    #[case::port_in_env(
+        "ready = [{ tcp = \"p\" }]\nenv = { A = \"${port.p}\" }",
+        "only `${secret.NAME}` can be used in `env` and `command`"
+    )]
+    #[case::unterminated_in_endpoint(
+        "ready = [{ tcp = \"p\" }]\nendpoint = { url = \"${port.p\" }",
+        "unterminated"
+    )]
     #[case::bad_regex(
         "ready = [{ http = \"/\", port = \"p\", body_matches = \"(\" }]",
         "`body_matches`"
@@ -440,6 +569,71 @@ ready = [{ http = "/health", port = "http" }]
         let src = format!("[services.x]\nimage = \"i\"\nports = {{ p = 1 }}\n{body}\n");
         let err = parse(&src).unwrap_err().to_string();
         assert!(err.contains(expected), "{err}");
+    }
+
+    #[rstest]
+    #[case::declared("s3.key=${secret.pg}\n", None)]
+    #[case::literal_dollar("cost=$${secret.nope}\n", None)]
+    #[case::undeclared(
+        "s3.key=${secret.nope}\n",
+        Some("platform.toml:5:9: service `x`, field `copy`: DIR/t/a.properties: `${secret.nope}`: secret `nope` is not defined in [secrets]")
+    )]
+    #[case::not_a_secret(
+        "u=${port.p}\n",
+        Some("only `${secret.NAME}` can be used in a copied template")
+    )]
+    #[case::unterminated("u=${secret.pg\n", Some("unterminated"))]
+    fn checks_copied_templates(#[case] content: &str, #[case] expected: Option<&str>) {
+        let dir = std::env::temp_dir().join(format!(
+            "harness-tpl-{}-{:x}",
+            std::process::id(),
+            content.len() * 31 + content.bytes().map(usize::from).sum::<usize>()
+        ));
+        std::fs::create_dir_all(dir.join("t")).unwrap();
+        std::fs::write(dir.join("t/a.properties"), content).unwrap();
+        let src = "[secrets]\npg = { env = \"PG\" }\n[services.x]\nimage = \"i\"\ncopy = [{ from = \"t\", to = \"/etc/t\", template = true }]\nready = [{ command = [\"true\"] }]\n";
+        let got = PlatformSpec::parse(&dir.join("platform.toml"), src);
+        match expected {
+            None => assert!(got.is_ok(), "{:?}", got.err()),
+            Some(e) => {
+                let e = e.replace("DIR", &dir.display().to_string());
+                let err = got.unwrap_err().to_string();
+                assert!(err.contains(&e), "{err}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[rstest]
+    #[case::inline_secret(
+        "[secrets]\npg = \"Hunter2-inline\"\n[services]\n",
+        "platform.toml:2:6: invalid type: string, expected struct SecretSource"
+    )]
+    #[case::numeric_default(
+        "[secrets]\npg = { default = 77123456 }\n[services]\n",
+        "invalid type: integer, expected a string"
+    )]
+    #[case::numeric_env(
+        "[services.x]\nimage = \"i\"\nenv = { PW = 77123456 }\nready = []\n",
+        "invalid type: integer, expected a string"
+    )]
+    #[case::short_default(
+        "[secrets]\npg = { default = \"abc\" }\n[services]\n",
+        "secret `pg`: `default` is 3 character(s) long"
+    )]
+    fn never_quotes_a_secret_value(#[case] src: &str, #[case] expected: &str) {
+        let err = parse(src).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+        for value in ["Hunter2-inline", "77123456", "\"abc\""] {
+            assert!(!err.contains(value), "the value leaked: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_secret_defaults() {
+        let shown = format!("{:?}", parse(GOOD).unwrap());
+        assert!(!shown.contains("\"dev-default\""), "{shown}");
+        assert!(shown.contains("PG_PASSWORD"), "{shown}");
     }
 
     #[test]

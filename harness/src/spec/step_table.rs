@@ -15,8 +15,14 @@ use crate::kinds::{self, Action, CheckKind};
 /// The keys a step has besides its action.
 const STEP_KEYS: &[&str] = &["name", "service", "expect", "capture", "retry", "within"];
 
-/// A step table read: its own keys, its check kind, its action.
-pub(super) type ParsedStep = (StepFile, &'static dyn CheckKind, Box<dyn Action>);
+/// A step table read: its own keys, its check kind, its action, and the `${name}`s its
+/// action and expectations use (with where), to check against earlier captures.
+pub(super) struct ParsedStep {
+    pub own: StepFile,
+    pub kind: &'static dyn CheckKind,
+    pub action: Box<dyn Action>,
+    pub references: Vec<(String, Range<usize>)>,
+}
 
 /// One `[[check.step]]` table of the file.
 #[derive(Default)]
@@ -62,8 +68,12 @@ impl StepTable<'_> {
     pub fn parse(self) -> Result<ParsedStep, StepError> {
         let mut own = DeTable::new();
         let mut actions = Vec::new();
+        let mut references = Vec::new();
         for (key, value) in self.table {
             let name = key.get_ref().as_ref();
+            if name != "capture" && name != "name" {
+                references.extend(references_in(&value)?);
+            }
             if STEP_KEYS.contains(&name) {
                 own.insert(key, value);
             } else if let Some(kind) = kinds::kind(name) {
@@ -108,8 +118,33 @@ impl StepTable<'_> {
         let action = kind
             .parse(ValueDeserializer::from(value))
             .map_err(|e| toml_error(&e, &value_span))?;
-        Ok((own, kind, action))
+        Ok(ParsedStep {
+            own,
+            kind,
+            action,
+            references,
+        })
     }
+}
+
+/// Every `${name}` in the strings of `value`, with the span of its string. Iterative, so
+/// deep input cannot overflow the stack.
+fn references_in(value: &Spanned<DeValue<'_>>) -> Result<Vec<(String, Range<usize>)>, StepError> {
+    let mut found = Vec::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v.get_ref() {
+            DeValue::String(text) => {
+                let keys = crate::template::references(text).map_err(|e| (v.span(), e))?;
+                found.extend(keys.into_iter().map(|k| (k, v.span())));
+            }
+            DeValue::Array(items) => stack.extend(items.iter()),
+            DeValue::Table(table) => stack.extend(table.values()),
+            _ => {}
+        }
+    }
+    found.sort_by_key(|(_, span)| span.start);
+    Ok(found)
 }
 
 fn namespaces() -> String {

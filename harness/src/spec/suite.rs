@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::error::{SpecError, SpecErrors};
 use super::expect::{Assertion, Capture, ExpectSpec};
 use super::platform::PlatformSpec;
-use super::step_table::{self, StepTable};
+use super::step_table::{self, ParsedStep, StepTable};
 use crate::kinds::Action;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -199,6 +199,9 @@ impl Suite {
 
         let mut checks = Vec::new();
         let mut seen = BTreeSet::new();
+        // Variables each check ends with (its needs' and its own captures), for `${var}`
+        // checks in the checks that need it.
+        let mut captured: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (check_index, spanned) in raw.checks.iter().enumerate() {
             let c = spanned.get_ref();
             let check_name = c.name.get_ref().clone();
@@ -244,15 +247,26 @@ impl Suite {
                 .get_mut(check_index)
                 .map(std::mem::take)
                 .unwrap_or_default();
+            let mut defined: BTreeSet<String> = c
+                .needs
+                .iter()
+                .filter_map(|n| captured.get(n.get_ref()))
+                .flatten()
+                .cloned()
+                .collect();
             for (i, s) in tables.into_iter().enumerate() {
-                match build_step(s, i, c, &raw, platform) {
-                    Ok(step) => steps.push(step),
+                match build_step(s, &defined, i, c, &raw, platform) {
+                    Ok(step) => {
+                        defined.extend(step.capture.iter().map(|c| c.var.clone()));
+                        steps.push(step)
+                    }
                     Err((span, msg)) => errors.push(err(
                         span,
                         format!("check `{check_name}`, step {}: {msg}", i + 1),
                     )),
                 }
             }
+            captured.insert(check_name.clone(), defined);
             checks.push(Check {
                 suite: name.clone(),
                 name: check_name,
@@ -285,14 +299,44 @@ pub(super) type StepError = (std::ops::Range<usize>, String);
 
 fn build_step(
     table: StepTable,
+    defined: &BTreeSet<String>,
     index: usize,
     check: &CheckFile,
     suite: &SuiteFile,
     platform: &PlatformSpec,
 ) -> Result<Step, StepError> {
     let span = table.span.clone();
-    let (s, kind, mut action) = table.parse()?;
+    let ParsedStep {
+        own: s,
+        kind,
+        mut action,
+        references,
+    } = table.parse()?;
     let s = &s;
+    for (name, at) in references {
+        let known = match name.strip_prefix("secret.") {
+            Some(secret) => {
+                return Err((
+                    at,
+                    if platform.secrets.contains_key(secret) {
+                        format!("`${{{name}}}`: suites cannot read secrets; a step gets credentials from its service's endpoint")
+                    } else {
+                        format!(
+                            "`${{{name}}}`: no secret `{secret}` is declared in {}",
+                            platform.file.display()
+                        )
+                    },
+                ))
+            }
+            None => defined.contains(&name),
+        };
+        if !known {
+            return Err((
+                at,
+                format!("`${{{name}}}` is not captured by an earlier step of this check or by a check it needs"),
+            ));
+        }
+    }
     action
         .resolve_files(platform.base_dir())
         .map_err(|m| (span.clone(), m))?;
@@ -372,4 +416,97 @@ fn build_step(
         capture,
         retry,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn platform() -> PlatformSpec {
+        let src = r#"
+[secrets]
+pw = { default = "a-long-password" }
+
+[services.postgres]
+image = "postgres:15"
+ports = { sql = 5432 }
+ready = [{ tcp = "sql" }]
+endpoint = { user = "u", password = "${secret.pw}" }
+"#;
+        PlatformSpec::parse(Path::new("platform.toml"), src).expect("platform")
+    }
+
+    fn parse(src: &str) -> Result<Suite, String> {
+        Suite::parse(Path::new("s.toml"), src, &platform()).map_err(|e| e.to_string())
+    }
+
+    const STEP: &str = "[[check]]\nname = \"a\"\n[[check.step]]\n";
+
+    #[rstest]
+    #[case::unknown_verb(
+        "postgres.qurey.sql = \"select 1\"",
+        "s.toml:4:10: check `a`, step 1: unknown variant `qurey`"
+    )]
+    #[case::unknown_key(
+        "postgres.query.sql = \"select 1\"\nfrob = 1",
+        "s.toml:5:1: check `a`, step 1: unknown field `frob`"
+    )]
+    #[case::two_actions(
+        "postgres.query.sql = \"select 1\"\ns3.list_buckets = {}",
+        "s.toml:5:1: check `a`, step 1: give one action per step, found `postgres` and `s3`"
+    )]
+    #[case::no_action("name = \"x\"", "give one action, one of: postgres, s3")]
+    #[case::bad_action_field(
+        "postgres.query = { sql = \"select 1\", limit = 3 }",
+        "s.toml:4:38: check `a`, step 1: unknown field `limit`"
+    )]
+    #[case::uncaptured_var(
+        "postgres.query.sql = \"select ${x}\"",
+        "s.toml:4:22: check `a`, step 1: `${x}` is not captured"
+    )]
+    #[case::var_in_expect(
+        "postgres.query.sql = \"select 1\"\nexpect = [{ path = \"$\", equals = \"${y}\" }]",
+        "`${y}` is not captured"
+    )]
+    #[case::declared_secret(
+        "postgres.query.sql = \"select '${secret.pw}'\"",
+        "suites cannot read secrets"
+    )]
+    #[case::undeclared_secret(
+        "postgres.query.sql = \"select '${secret.nope}'\"",
+        "no secret `nope` is declared in platform.toml"
+    )]
+    #[case::unterminated("postgres.query.sql = \"select '${x'\"", "unterminated `${`")]
+    fn rejects_bad_steps_where_they_are(#[case] step: &str, #[case] expected: &str) {
+        let err = parse(&format!("{STEP}{step}\n")).expect_err("rejected");
+        assert!(err.contains(expected), "{err}");
+    }
+
+    #[test]
+    fn variables_come_from_earlier_steps_and_needed_checks() {
+        let src = r#"
+[[check]]
+name = "first"
+[[check.step]]
+postgres.query.sql = "select 1 as x"
+capture = { x = "$.rows[0].x" }
+[[check.step]]
+postgres.query.sql = "select ${x} as y, '$${literal}'"
+expect = [{ path = "$.rows[0].y", equals = "${x}" }]
+capture = { y = "$.rows[0].y" }
+
+[[check]]
+name = "second"
+needs = ["first"]
+[[check.step]]
+postgres.query.sql = "select ${x} + ${y}"
+"#;
+        let suite = parse(src).expect("valid");
+        assert_eq!(suite.checks[1].steps[0].kind, "postgres");
+        assert_eq!(suite.checks[1].steps[0].label, "postgres.query #1");
+        // A check that does not need `first` cannot use its captures.
+        let err = parse(&src.replace("needs = [\"first\"]\n", "")).expect_err("rejected");
+        assert!(err.contains("`${x}` is not captured"), "{err}");
+    }
 }
