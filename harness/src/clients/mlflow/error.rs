@@ -97,14 +97,11 @@ fn html_title(body: &[u8]) -> Option<String> {
     ))
 }
 
+/// The body on one line, masked before it is cut (a cut secret no longer matches).
 pub(super) fn snippet(body: &[u8]) -> String {
     const MAX: usize = 300;
     let text = String::from_utf8_lossy(body);
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match text.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}...", &text[..i]),
-        None => text,
-    }
+    crate::mask::clip(&text.split_whitespace().collect::<Vec<_>>().join(" "), MAX)
 }
 
 #[cfg(test)]
