@@ -73,15 +73,19 @@ pub async fn run_check_with(
     let mut vars = vars;
     let mut steps = Vec::new();
     let all = run_steps(check, endpoints, shell, &mut vars, &mut steps);
-    let outcome = match check.timeout {
-        Some(t) => match tokio::time::timeout(t, all).await {
-            Ok(r) => r,
-            Err(_) => Err(StepError::Error(format!(
-                "the check did not finish within its timeout of {}",
-                humantime::format_duration(t)
-            ))),
-        },
-        None => all.await,
+    let outcome = match tokio::time::timeout(check.timeout, all).await {
+        Ok(r) => r,
+        Err(_) => {
+            let running = check
+                .steps
+                .get(steps.len())
+                .map(|s| format!(" (step {} `{}` was running)", steps.len() + 1, s.label))
+                .unwrap_or_default();
+            Err(StepError::Error(format!(
+                "the check did not finish within its timeout of {}{running}; set `timeout` on the check or its suite",
+                humantime::format_duration(check.timeout)
+            )))
+        }
     };
     CheckRun {
         outcome: outcome.map_or_else(Outcome::from_error, |()| Outcome::Passed),
@@ -199,5 +203,67 @@ async fn run_step(
                 )))
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{PlatformSpec, Suite};
+    use std::path::Path;
+
+    fn check(suite: &str) -> Check {
+        let platform = PlatformSpec::parse(
+            Path::new("p.toml"),
+            "[services.box]\nimage = \"x\"\nready = [{ tcp = \"p\" }]\nports = { p = 1 }\n",
+        )
+        .expect("platform");
+        let suite = Suite::parse(Path::new("s.toml"), suite, &platform).expect("suite");
+        suite.checks[0].clone()
+    }
+
+    fn endpoints() -> BTreeMap<String, Endpoint> {
+        BTreeMap::from([(
+            "box".to_string(),
+            Endpoint {
+                service: "box".into(),
+                host: "127.0.0.1".into(),
+                ports: BTreeMap::new(),
+                params: BTreeMap::new(),
+            },
+        )])
+    }
+
+    #[tokio::test]
+    async fn a_check_is_cut_at_its_timeout_naming_the_running_step() {
+        let c = check(
+            r#"service = "box"
+timeout = "1s"
+[[check]]
+name = "slow"
+[[check.step]]
+exec = { on = "host", cmd = ["true"] }
+[[check.step]]
+name = "waits"
+exec = { on = "host", cmd = ["sleep", "30"] }
+"#,
+        );
+        assert_eq!(c.timeout, Duration::from_secs(1));
+        let started = Instant::now();
+        let run = run_check(&c, &endpoints(), Vars::new()).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        match run.outcome {
+            Outcome::Errored(m) => {
+                assert!(m.contains("within its timeout of 1s"), "{m}");
+                assert!(m.contains("step 2 `waits` was running"), "{m}");
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn checks_default_to_a_bounded_timeout() {
+        let c = check("service = \"box\"\n[[check]]\nname = \"a\"\n[[check.step]]\nexec = { on = \"host\", cmd = [\"true\"] }\n");
+        assert_eq!(c.timeout, crate::spec::suite::DEFAULT_CHECK_TIMEOUT);
     }
 }

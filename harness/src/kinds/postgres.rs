@@ -87,6 +87,8 @@ impl Action for PostgresAction {
     }
 }
 
+const STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub(crate) async fn connect(cx: &StepContext<'_>) -> Result<Client, StepError> {
     let ep = cx.endpoint;
     let port = ep.port("sql")?;
@@ -98,7 +100,13 @@ pub(crate) async fn connect(cx: &StepContext<'_>) -> Result<Client, StepError> {
         .user(user)
         .dbname(ep.param_or("database", user))
         .application_name("platform-harness")
-        .connect_timeout(std::time::Duration::from_secs(10));
+        .connect_timeout(std::time::Duration::from_secs(10))
+        // The server itself cancels a statement that outlives its check, rather than
+        // keep working for a client that has given up.
+        .options(&format!(
+            "-c statement_timeout={}",
+            STATEMENT_TIMEOUT.as_millis()
+        ));
     if let Ok(pw) = ep.param("password") {
         config.password(pw);
     }

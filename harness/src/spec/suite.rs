@@ -24,6 +24,10 @@ pub(super) struct SuiteFile {
     /// Default service of the suite's steps.
     #[schemars(with = "Option<String>")]
     service: Option<Spanned<String>>,
+    /// Deadline of each check of the suite (default 5 min); a check's own `timeout` wins.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    timeout: Option<Duration>,
     #[serde(default, rename = "check")]
     #[schemars(with = "Vec<CheckFile>")]
     checks: Vec<Spanned<CheckFile>>,
@@ -135,8 +139,13 @@ pub struct Check {
     pub steps: Vec<Step>,
     pub needs: Vec<String>,
     pub ignore: bool,
-    pub timeout: Option<Duration>,
+    /// Deadline of the whole check: its own, else its suite's, else [`DEFAULT_CHECK_TIMEOUT`].
+    pub timeout: Duration,
 }
+
+/// No check runs unbounded: a service that accepts a connection and then says nothing
+/// must not hang the run.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Check {
     /// The libtest trial name: `suite::check`.
@@ -278,7 +287,7 @@ impl Suite {
                 steps,
                 needs: c.needs.iter().map(|n| n.get_ref().clone()).collect(),
                 ignore: c.ignore,
-                timeout: c.timeout,
+                timeout: c.timeout.or(raw.timeout).unwrap_or(DEFAULT_CHECK_TIMEOUT),
             });
         }
         if errors.is_empty() {
