@@ -103,7 +103,7 @@ pub(crate) async fn connect(cx: &StepContext<'_>) -> Result<Client, StepError> {
         .connect_timeout(std::time::Duration::from_secs(10))
         // The server itself cancels a statement that outlives its check, rather than
         // keep working for a client that has given up.
-        .options(&format!(
+        .options(format!(
             "-c statement_timeout={}",
             STATEMENT_TIMEOUT.as_millis()
         ));
