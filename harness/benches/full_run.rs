@@ -13,7 +13,8 @@ use platform_harness::spec::Spec;
 
 fn main() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let paths = Paths::from_env(manifest.parent().unwrap_or(manifest));
+    let paths =
+        Paths::from_env(manifest.parent().unwrap_or(manifest)).unwrap_or_else(|e| panic!("{e}"));
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let spec = Spec::load(&paths.platform, &paths.suites).unwrap_or_else(|e| panic!("{e}"));
     let checks: Vec<Arc<_>> = spec.checks().cloned().map(Arc::new).collect();

@@ -3,7 +3,7 @@
 //! 2 bad input.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use platform_harness::checks::Outcome;
 use platform_harness::platform::external::ExternalPlatform;
 use platform_harness::report::write_reports;
 use platform_harness::run::{services_for, Session};
-use platform_harness::spec::Spec;
+use platform_harness::spec::{named, Spec};
 
 #[derive(Parser)]
 #[command(version, about = "Verify a data platform with declarative suites")]
@@ -34,10 +34,13 @@ enum Command {
 
 #[derive(Args)]
 struct SpecArgs {
-    #[arg(long, default_value = "suites")]
-    suites: PathBuf,
+    /// Suites folder (default: `suites`, or the named platform's `suites/NAME`).
+    #[arg(long)]
+    suites: Option<PathBuf>,
+    /// A platform file, or a named platform (`default`, `observability`, ...: a
+    /// `fixtures/platforms/NAME.toml` with its `suites/NAME/`).
     #[arg(long, default_value = "fixtures/platform.toml")]
-    platform: PathBuf,
+    platform: String,
     /// An already-running platform's endpoints (see fixtures/endpoints.example.toml).
     #[arg(long)]
     endpoints: Option<PathBuf>,
@@ -77,7 +80,16 @@ fn main() -> ExitCode {
 }
 
 fn load(a: &SpecArgs) -> Result<Spec, ExitCode> {
-    let spec = Spec::load(&a.platform, &a.suites).map_err(|e| {
+    let (platform, suites) = match named::by_name(Path::new(""), &a.platform) {
+        Some(Ok(found)) => found,
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(2));
+        }
+        None => (PathBuf::from(&a.platform), PathBuf::from("suites")),
+    };
+    let suites = a.suites.clone().unwrap_or(suites);
+    let spec = Spec::load(&platform, &suites).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(2)
     })?;

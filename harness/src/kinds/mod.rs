@@ -8,8 +8,11 @@ pub mod exec;
 pub mod http;
 pub mod kafka;
 pub mod mlflow;
+pub mod opensearch;
 pub mod pipeline;
 pub mod postgres;
+pub mod prometheus;
+pub mod redis;
 pub mod s3;
 pub mod trino;
 
@@ -37,6 +40,9 @@ pub fn registry() -> &'static [&'static dyn CheckKind] {
         &Kind::<http::HttpAction>::NEW,
         &Kind::<pipeline::PipelineAction>::NEW,
         &Kind::<exec::ExecAction>::NEW,
+        &Kind::<redis::RedisAction>::NEW,
+        &Kind::<prometheus::PrometheusAction>::NEW,
+        &Kind::<opensearch::OpensearchAction>::NEW,
     ];
     KINDS
 }

@@ -100,7 +100,7 @@ impl ExternalPlatform {
                 let span = cred.span();
                 let resolved = credential_source(cred.get_ref()).and_then(|c| {
                     let v = resolve(&c, base)?;
-                    crate::secrets::check_maskable(&format!("the value ({})", c.origin()), &v)?;
+                    crate::mask::check_maskable(&format!("the value ({})", c.origin()), &v)?;
                     Ok(v)
                 });
                 match resolved {
@@ -156,7 +156,7 @@ impl ExternalPlatform {
 /// Refused rather than masked: masking would hide the value in reports, but the
 /// endpoints file itself (committed, shared) would still hold it in plain text.
 fn param(key: &str, value: &toml::Value) -> Result<String, String> {
-    if crate::secrets::looks_like_credential(key) {
+    if crate::mask::looks_like_credential(key) {
         return Err(format!(
             "`{key}` looks like a credential, and credentials are never written inline: \
              move it to `credentials = {{ {key} = {{ env = \"VAR\" }} }}` (or `{{ file = \"PATH\" }}`); \

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Trial};
 
-use crate::spec::{graph, Check, Spec};
+use crate::spec::{graph, named, Check, Spec};
 
 pub use session::Session;
 
@@ -27,14 +27,18 @@ pub struct Paths {
 }
 
 impl Paths {
-    pub fn from_env(root: &Path) -> Self {
+    /// `PLATFORM=NAME` picks a named platform (see `spec::named`); `PLATFORM_SPEC` and
+    /// `PLATFORM_SUITES` override its files.
+    pub fn from_env(root: &Path) -> Result<Self, String> {
         let var = |k: &str, default: PathBuf| std::env::var_os(k).map_or(default, PathBuf::from);
-        Self {
-            platform: var("PLATFORM_SPEC", root.join("fixtures/platform.toml")),
-            suites: var("PLATFORM_SUITES", root.join("suites")),
+        let name = std::env::var("PLATFORM").unwrap_or_else(|_| named::DEFAULT.into());
+        let (platform, suites) = named::locate(root, &name)?;
+        Ok(Self {
+            platform: var("PLATFORM_SPEC", platform),
+            suites: var("PLATFORM_SUITES", suites),
             junit: var("PLATFORM_JUNIT", root.join("target/platform-junit.xml")),
             endpoints: std::env::var_os("PLATFORM_ENDPOINTS").map(PathBuf::from),
-        }
+        })
     }
 }
 
@@ -52,6 +56,13 @@ pub fn libtest_main(root: &Path) -> ExitCode {
     let paths = match std::env::set_current_dir(root) {
         Ok(()) => Paths::from_env(Path::new("")),
         Err(_) => Paths::from_env(root),
+    };
+    let paths = match paths {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     };
     let spec = match Spec::load(&paths.platform, &paths.suites) {
         Ok(s) => s,

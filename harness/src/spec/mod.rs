@@ -4,6 +4,7 @@
 pub mod error;
 pub mod expect;
 pub mod graph;
+pub mod named;
 pub mod platform;
 pub mod schema;
 mod step_table;
@@ -33,6 +34,12 @@ impl Spec {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         files.sort();
+        for shared in &platform.include_suites {
+            let same = |f: &std::path::PathBuf| f.canonicalize().ok() == shared.canonicalize().ok();
+            if !files.iter().any(same) {
+                files.push(shared.clone());
+            }
+        }
         let mut errors = Vec::new();
         let mut suites: Vec<Suite> = Vec::new();
         for f in &files {

@@ -14,6 +14,9 @@ use super::template;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlatformFile {
+    /// Suite files shared with other platforms, relative to this file's directory.
+    #[serde(default)]
+    include_suites: Vec<Spanned<PathBuf>>,
     #[serde(default)]
     secrets: BTreeMap<String, Spanned<SecretSource>>,
     services: BTreeMap<String, Spanned<ServiceFile>>,
@@ -37,10 +40,7 @@ impl std::fmt::Debug for SecretSource {
         f.debug_struct("SecretSource")
             .field("env", &self.env)
             .field("file", &self.file)
-            .field(
-                "default",
-                &self.default.as_ref().map(|_| crate::secrets::MASK),
-            )
+            .field("default", &self.default.as_ref().map(|_| crate::mask::MASK))
             .finish()
     }
 }
@@ -163,6 +163,8 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone)]
 pub struct PlatformSpec {
     pub file: PathBuf,
+    /// Suites this platform shares with others, besides its own suites folder.
+    pub include_suites: Vec<PathBuf>,
     pub secrets: BTreeMap<String, SecretSource>,
     pub services: BTreeMap<String, ServiceSpec>,
 }
@@ -193,7 +195,7 @@ impl PlatformSpec {
             }
             if let Some(d) = &s.default {
                 if let Err(m) =
-                    crate::secrets::check_maskable(&format!("secret `{name}`: `default`"), d)
+                    crate::mask::check_maskable(&format!("secret `{name}`: `default`"), d)
                 {
                     errors.push(err(secret.span(), m));
                 }
@@ -304,9 +306,27 @@ impl PlatformSpec {
             }
         }
 
+        let base = file.parent().unwrap_or(Path::new("")).to_path_buf();
+        let mut include_suites = Vec::new();
+        for inc in &raw.include_suites {
+            let path = base.join(inc.get_ref());
+            if path.is_file() {
+                include_suites.push(path);
+            } else {
+                errors.push(err(
+                    inc.span(),
+                    format!(
+                        "field `include_suites`: no suite file at {} (paths start from this file's directory)",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+
         if errors.is_empty() {
             Ok(Self {
                 file: file.to_path_buf(),
+                include_suites,
                 secrets: raw
                     .secrets
                     .into_iter()
