@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use platform_harness::checks::Outcome;
 use platform_harness::platform::docker;
@@ -93,10 +94,11 @@ postgres.connect = {}
     let msg = stuck.message().unwrap_or_default().to_string();
     assert!(msg.starts_with("ERROR: service `stuck`"), "{msg}");
     assert!(
-        msg.contains("log line \"this line never appears\""),
+        msg.contains(
+            "not ready: waited 4 s (its startup timeout) for log line `this line never appears`: seen 0 of 1 times"
+        ),
         "{msg}"
     );
-    assert!(msg.contains("startup timeout of 4s"), "{msg}");
     assert!(
         msg.contains("last log lines of stuck") && msg.contains("database system"),
         "{msg}"
@@ -173,4 +175,44 @@ fn a_panic_mid_run_leaves_nothing_behind() {
         0,
         "the panic's unwinding removed the run"
     );
+}
+
+/// A base image container whose readiness command never returns.
+const HANGING: &str = r#"
+[services.hang]
+image = "platform-kit/base:bookworm"
+command = ["sleep", "infinity"]
+ports = { any = 7 }
+ready = [{ command = ["sleep", "infinity"] }]
+startup_timeout = "5s"
+endpoint = { user = "nobody" }
+"#;
+
+#[test]
+fn a_readiness_command_that_never_returns_fails_the_service_within_its_timeout() {
+    let (spec, _dir) = spec(
+        HANGING,
+        "[[check]]\nname = \"needs_hang\"\nservice = \"hang\"\n[[check.step]]\npostgres.connect = {}\n",
+    );
+    let checks = checks(&spec);
+    let started = Instant::now();
+    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
+    let run_id = session.run_id().to_string();
+    let err = session.trial(&checks[0]).unwrap_err();
+    let verdict_after = started.elapsed();
+    let msg = err.message().unwrap_or_default().to_string();
+    eprintln!("verdict after {verdict_after:?}: {msg}");
+    assert!(
+        verdict_after < Duration::from_secs(5 + 5),
+        "took {verdict_after:?}"
+    );
+    assert!(msg.starts_with("ERROR: service `hang` not ready"), "{msg}");
+    assert!(
+        msg.contains(
+            "command `sleep infinity` to exit 0: last run: `sleep infinity` did not finish within"
+        ),
+        "{msg}"
+    );
+    drop(session);
+    assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
 }

@@ -515,7 +515,9 @@ impl StartJob {
                 network: &self.network,
             };
             let mut stop = self.stop.clone();
-            outcome = readiness::wait_ready(&probe, &svc.ready, deadline, &mut stop).await;
+            outcome =
+                readiness::wait_ready(&probe, &svc.ready, deadline, svc.startup_timeout, &mut stop)
+                    .await;
         }
         if let Err(message) = outcome {
             let tail = docker::log_tail(&self.docker, &container_id, LOG_TAIL_LINES).await;

@@ -28,12 +28,13 @@ pub struct Probe<'a> {
     pub network: &'a str,
 }
 
-/// `Err` says what was still missing when `deadline` passed, that the container exited,
-/// or that the run is stopping (`stop` turned true).
+/// `Err` says what was still missing when `deadline` (the end of the service's
+/// `timeout`) passed, that the container exited, or that the run is stopping.
 pub async fn wait_ready(
     probe: &Probe<'_>,
     conditions: &[ReadyCondition],
     deadline: Instant,
+    timeout: Duration,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let started = Instant::now();
@@ -87,7 +88,7 @@ pub async fn wait_ready(
         if Instant::now() >= deadline {
             return Err(format!(
                 "not ready: waited {} (its startup timeout) for {}",
-                seconds(deadline.saturating_duration_since(started)),
+                seconds(timeout),
                 missing()
             ));
         }
