@@ -418,7 +418,12 @@ impl Session {
             return Vec::new();
         }
         let cleanup = match &self.platform {
-            Some(p) => self.rt.block_on(p.shutdown()),
+            Some(p) => {
+                if matches!(p, Platform::Containers(_)) {
+                    console::say(format!("platform: removing run {}", self.run_id));
+                }
+                self.rt.block_on(p.shutdown())
+            }
             None => docker::Cleanup::default(),
         };
         interrupt::unregister(&self.run_id);
