@@ -216,3 +216,96 @@ fn a_readiness_command_that_never_returns_fails_the_service_within_its_timeout()
     drop(session);
     assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
 }
+
+/// `app` needs `db`; nothing in `app` listens, so its check cannot connect.
+const APP_ON_DB: &str = r#"
+[services.app]
+image = "platform-kit/base:bookworm"
+command = ["sleep", "infinity"]
+depends_on = ["db"]
+ports = { sql = 5432 }
+ready = [{ command = ["true"] }]
+startup_timeout = "20s"
+endpoint = { user = "platform", password = "${secret.real}" }
+"#;
+
+#[test]
+fn a_check_through_a_dependency_that_was_killed_names_the_exit_and_carries_its_logs() {
+    let services = postgres("db", READY, 2, "60s", "real") + APP_ON_DB;
+    let suite = r#"
+[[check]]
+name = "db_up"
+service = "db"
+[[check.step]]
+postgres.connect = {}
+
+[[check]]
+name = "through_app"
+service = "app"
+[[check.step]]
+postgres.connect = {}
+"#;
+    let (spec, _dir) = spec(&services, suite);
+    let checks = checks(&spec);
+    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
+    let run_id = session.run_id().to_string();
+    session.trial(&checks[0]).expect("db starts and answers");
+    let killed = std::process::Command::new("docker")
+        .args(["kill", &format!("db-{run_id}")])
+        .output()
+        .unwrap();
+    assert!(killed.status.success(), "{killed:?}");
+
+    let msg = session
+        .trial(&checks[1])
+        .unwrap_err()
+        .message()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.starts_with("ERROR: db exited: killed, exit code 137; step 1"),
+        "{msg}"
+    );
+    assert!(msg.contains("last log lines of db:"), "{msg}");
+    assert!(
+        !msg.contains("last log lines of app:"),
+        "an empty tail is left out: {msg}"
+    );
+    assert!(msg.contains("database system is ready"), "{msg}");
+    drop(session);
+    assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
+}
+
+#[test]
+fn a_container_that_exits_while_starting_says_how_it_ended() {
+    let (spec, _dir) = spec(
+        r#"
+[services.crash]
+image = "platform-kit/base:bookworm"
+command = ["sh", "-c", "echo giving up; exit 3"]
+ports = { sql = 5432 }
+ready = [{ log = "never printed" }]
+startup_timeout = "30s"
+endpoint = { user = "nobody" }
+"#,
+        "[[check]]\nname = \"c\"\nservice = \"crash\"\n[[check.step]]\npostgres.connect = {}\n",
+    );
+    let checks = checks(&spec);
+    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
+    let run_id = session.run_id().to_string();
+    let msg = session
+        .trial(&checks[0])
+        .unwrap_err()
+        .message()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.starts_with(
+            "ERROR: service `crash` its container stopped before it was ready (exited with exit code 3)"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("giving up"), "its log tail: {msg}");
+    drop(session);
+    assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
+}

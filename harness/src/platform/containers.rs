@@ -455,6 +455,7 @@ impl StartJob {
         });
 
         self.enter("creating and starting its container");
+        let started = Instant::now();
         let container = request
             .start()
             .await
@@ -474,8 +475,20 @@ impl StartJob {
                 }
                 Err(e) => {
                     let tail = docker::log_tail(&self.docker, &container_id, LOG_TAIL_LINES).await;
+                    // An exited container publishes nothing: that is the cause to name.
+                    let exit = docker::container_state(&self.docker, &container_id)
+                        .await
+                        .ok()
+                        .and_then(|s| docker::describe_exit(&s));
                     keep(container);
-                    return Err(self.fail(format!("port {p} was not published: {e}"), tail));
+                    let message = match exit {
+                        Some(exit) => format!(
+                            "its container stopped before it was ready ({exit}), after {}",
+                            seconds(started.elapsed())
+                        ),
+                        None => format!("port {p} was not published: {e}"),
+                    };
+                    return Err(self.fail(message, tail));
                 }
             }
         }

@@ -79,7 +79,7 @@ pub async fn wait_ready(
         if let Ok(state) = docker::container_state(probe.docker, probe.container_id).await {
             if let Some(exit) = docker::describe_exit(&state) {
                 return Err(format!(
-                    "its container {exit} before it was ready, after {}; it was waiting for {}",
+                    "its container stopped before it was ready ({exit}), after {}; it was waiting for {}",
                     seconds(started.elapsed()),
                     missing()
                 ));

@@ -316,7 +316,7 @@ impl Session {
                 if let Some(exit) = p.exited(&s).await {
                     exits.push(format!("{s} {exit}"));
                 }
-                if let Some(tail) = p.log_tail(&s).await {
+                if let Some(tail) = p.log_tail(&s).await.filter(|t| !t.trim().is_empty()) {
                     logs.push((s, tail));
                 }
             }
