@@ -519,6 +519,33 @@ mod tests {
         assert_eq!(describe_exit(&state).as_deref(), said);
     }
 
+    #[tokio::test]
+    async fn an_engine_that_cannot_be_listed_is_a_problem_not_an_empty_list() {
+        // A path that exists but where no engine listens.
+        let sock = std::env::temp_dir().join(format!("no-engine-{}.sock", std::process::id()));
+        std::fs::write(&sock, b"").unwrap();
+        let dead = Docker::connect_with_unix(
+            sock.to_str().unwrap(),
+            5,
+            testcontainers::bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        assert!(run_containers(&dead, "r1").await.is_err());
+        let c = remove_run(&dead, "r1").await;
+        assert!(c.removed.is_empty());
+        assert_eq!(c.problems.len(), 2, "{c:?}");
+        assert!(
+            c.problems[0].starts_with("run r1: could not list its containers: listing containers:"),
+            "{c:?}"
+        );
+        assert!(
+            c.problems[1].starts_with("run r1: could not list its networks"),
+            "{c:?}"
+        );
+        let reaped = reap_dead_runs(&dead).await;
+        assert_eq!(reaped.problems.len(), 2, "{reaped:?}");
+    }
+
     #[rstest]
     #[case(Duration::from_secs(20), "20 s")]
     #[case(Duration::from_millis(2500), "2.5 s")]
