@@ -1,8 +1,8 @@
 //! Ctrl-C, SIGTERM and SIGHUP. The handler only raises a flag: the run itself stops its
 //! checks (they become errors "interrupted"), tears the platform down, writes the reports
 //! and exits with 130. The handler waits for that to happen (a condition, not a sleep);
-//! only when the run cannot finish its teardown in `BACKSTOP` does it remove the runs'
-//! containers itself and exit.
+//! only when the run cannot finish its teardown in `BACKSTOP`, or on a second signal,
+//! does it remove the runs' containers itself and exit.
 
 use std::collections::BTreeSet;
 use std::sync::{Condvar, Mutex, Once, OnceLock};
@@ -84,7 +84,10 @@ fn on_signal() {
         .map(|l| l.iter().cloned().collect())
         .unwrap_or_default();
     if !first {
-        return;
+        // A second signal: the user wants out now. Remove what is live, skip the reports.
+        console::say("\nplatform: interrupted again; removing the runs' containers and exiting");
+        remove_by_label(runs);
+        std::process::exit(i32::from(EXIT_CODE));
     }
     if runs.is_empty() {
         console::say("\nplatform: interrupted; stopping (the reports are still written)");
@@ -116,11 +119,15 @@ fn on_signal() {
         docker::seconds(BACKSTOP),
         stuck.join(", ")
     ));
-    for run in stuck {
+    remove_by_label(stuck);
+    std::process::exit(i32::from(EXIT_CODE));
+}
+
+fn remove_by_label(runs: Vec<String>) {
+    for run in runs {
         let c = docker::remove_run_blocking(&run);
         for p in c.problems {
             console::say(format!("platform: cleanup problem: {p}"));
         }
     }
-    std::process::exit(i32::from(EXIT_CODE));
 }

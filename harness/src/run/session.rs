@@ -430,10 +430,9 @@ impl Session {
         for p in &cleanup.problems {
             console::say(format!("platform: cleanup problem: {p}"));
         }
-        if interrupt::interrupted() {
+        if interrupt::interrupted() && cleanup.problems.is_empty() {
             console::say(format!(
-                "platform: interrupted; removed {} object(s) of run {}",
-                cleanup.removed.len(),
+                "platform: interrupted; nothing of run {} is left",
                 self.run_id
             ));
         }
