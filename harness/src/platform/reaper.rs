@@ -19,6 +19,8 @@ pub const LABEL_PIDNS: &str = "org.platform-harness.pidns";
 
 /// A PID namespace we could not identify matches nothing, so it is never reaped.
 const UNKNOWN_PIDNS: &str = "unknown";
+/// An owner whose start time could not be read is never reaped: its PID proves nothing.
+const UNKNOWN_START: u64 = 0;
 
 /// Who created a run's containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,9 +47,8 @@ impl Owner {
                     .unwrap_or_default(),
                 pidns: pid_namespace(),
                 pid,
-                // Unknown start time: 0 never matches a live process's, so a run of ours
-                // could be reaped while alive; sysinfo reads it on every platform it supports.
-                started: started.unwrap_or(0),
+                // 0 marks it unknown: such a run is never reaped (see `decide`).
+                started: started.unwrap_or(UNKNOWN_START),
             }
         })
     }
@@ -103,6 +104,7 @@ pub fn liveness(pid: u32) -> Liveness {
         ProcessRefreshKind::nothing(),
     );
     match sys.process(p) {
+        None if signalable(pid) => Liveness::Alive { started: None },
         None => Liveness::Dead,
         Some(proc) if matches!(proc.status(), ProcessStatus::Zombie | ProcessStatus::Dead) => {
             Liveness::Dead
@@ -111,6 +113,24 @@ pub fn liveness(pid: u32) -> Liveness {
             started: Some(proc.start_time()),
         },
     }
+}
+
+/// Whether the PID exists even when the process table hides it (another user's process
+/// under `hidepid`): `kill(pid, 0)` answers EPERM for those, ESRCH for none.
+#[cfg(unix)]
+fn signalable(pid: u32) -> bool {
+    use nix::errno::Errno;
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid as NixPid;
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    !matches!(kill(NixPid::from_raw(raw), None), Err(Errno::ESRCH))
+}
+
+#[cfg(not(unix))]
+fn signalable(_pid: u32) -> bool {
+    false
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +152,9 @@ pub fn decide(owner: Option<&Owner>, me: &Owner, live: impl FnOnce(u32) -> Liven
     }
     if o.pidns != me.pidns || o.pidns == UNKNOWN_PIDNS {
         return Verdict::Keep("it belongs to another PID namespace");
+    }
+    if o.started == UNKNOWN_START {
+        return Verdict::Keep("its owner's start time is unknown");
     }
     if o.pid == me.pid {
         return if o.started.abs_diff(me.started) <= START_TOLERANCE_S {
@@ -185,6 +208,7 @@ mod tests {
     #[case::other_namespace_dead_pid(other("ci-1", OTHER_NS, 200, 999_000), Liveness::Dead, false)]
     #[case::other_namespace_recycled(other("ci-1", OTHER_NS, 200, 1), Liveness::Alive { started: Some(5) }, false)]
     #[case::unknown_namespace(other("ci-1", UNKNOWN_PIDNS, 200, 999_000), Liveness::Dead, false)]
+    #[case::unknown_start_time(other("ci-1", NS, 200, 0), Liveness::Alive { started: Some(999_000) }, false)]
     #[case::this_process(other("ci-1", NS, 100, 1_000_000), Liveness::Dead, false)]
     #[case::our_pid_earlier_process(other("ci-1", NS, 100, 900_000), Liveness::Dead, true)]
     fn reaps_only_provably_dead_owners(
