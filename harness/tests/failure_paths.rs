@@ -309,3 +309,35 @@ endpoint = { user = "nobody" }
     drop(session);
     assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
 }
+
+#[test]
+fn a_check_whose_dependency_never_got_ready_carries_the_dependency_log_tail() {
+    let services = postgres("db", "this line never appears", 1, "4s", "real") + APP_ON_DB;
+    let (spec, _dir) = spec(
+        &services,
+        "[[check]]\nname = \"through_app\"\nservice = \"app\"\n[[check.step]]\npostgres.connect = {}\n",
+    );
+    let checks = checks(&spec);
+    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
+    let run_id = session.run_id().to_string();
+    let msg = session
+        .trial(&checks[0])
+        .unwrap_err()
+        .message()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.starts_with(
+            "ERROR: service `app` not started: its dependency `db` failed (not ready: waited 4 s"
+        ),
+        "{msg}"
+    );
+    // Which lines come last depends on how far initdb got; that some do is the point.
+    let tail = msg
+        .split_once("last log lines of db:\n")
+        .map(|(_, t)| t)
+        .unwrap_or_default();
+    assert!(tail.lines().any(|l| !l.trim().is_empty()), "{msg}");
+    drop(session);
+    assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
+}

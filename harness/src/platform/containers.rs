@@ -192,6 +192,12 @@ impl ContainerPlatform {
         Some(docker::log_tail(&self.docker, &started.container_id, LOG_TAIL_LINES).await)
     }
 
+    /// The last log lines of a service whose start failed (kept from when it failed).
+    pub fn failed_start_tail(&self, service: &str) -> Option<String> {
+        let failure = self.starts.get(service)?.borrow().clone()?.err()?;
+        Some(failure.log_tail.clone()).filter(|t| !t.trim().is_empty())
+    }
+
     /// The network the run's containers share.
     pub fn network(&self) -> &str {
         &self.network

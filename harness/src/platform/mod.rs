@@ -62,6 +62,14 @@ impl Platform {
         }
     }
 
+    /// What a service whose start failed had logged by then.
+    pub fn failed_start_tail(&self, service: &str) -> Option<String> {
+        match self {
+            Self::Containers(c) => c.failed_start_tail(service),
+            Self::External(_) => None,
+        }
+    }
+
     pub fn timings(&self) -> Vec<ServiceStart> {
         match self {
             Self::Containers(c) => c.timings(),

@@ -316,7 +316,13 @@ impl Session {
                 if let Some(exit) = p.exited(&s).await {
                     exits.push(format!("{s} {exit}"));
                 }
-                if let Some(tail) = p.log_tail(&s).await.filter(|t| !t.trim().is_empty()) {
+                let mut tail = p.log_tail(&s).await;
+                // A check's own failed service already carries its tail in the message;
+                // a dependency that failed to start has it only here.
+                if tail.is_none() && !direct.contains(&s) {
+                    tail = p.failed_start_tail(&s);
+                }
+                if let Some(tail) = tail.filter(|t| !t.trim().is_empty()) {
                     logs.push((s, tail));
                 }
             }
