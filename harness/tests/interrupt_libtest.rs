@@ -53,6 +53,8 @@ fn ctrl_c_during_the_test_target_writes_the_report_and_removes_the_run() {
     std::fs::write(dir.join("platform.toml"), PLATFORM).unwrap();
     std::fs::write(dir.join("suites/int.toml"), SUITE).unwrap();
     let junit = dir.join("junit.xml");
+    // The inner run's libtest lines go here: .ci/run tallies "test result:" lines.
+    let log = dir.join("libtest.log");
     std::env::set_var("PLATFORM_SPEC", dir.join("platform.toml"));
     std::env::set_var("PLATFORM_SUITES", dir.join("suites"));
     std::env::set_var("PLATFORM_JUNIT", &junit);
@@ -60,7 +62,10 @@ fn ctrl_c_during_the_test_target_writes_the_report_and_removes_the_run() {
     let mine = format!("label=org.platform-harness.pid={}", std::process::id());
 
     let run = std::thread::spawn(move || {
-        platform_harness::run::libtest_run(root, Arguments::from_iter(["platform"]))
+        platform_harness::run::libtest_run(
+            root,
+            Arguments::from_iter(["platform", "--logfile", log.to_str().unwrap()]),
+        )
     });
     // Once postgres runs, give the check a moment to be inside its query.
     let start = Instant::now();

@@ -61,6 +61,8 @@ fn platform_deadline_turns_unfinished_checks_into_errors_and_cleans_up() {
     std::fs::write(dir.join("platform.toml"), PLATFORM).unwrap();
     std::fs::write(dir.join("suites/dl.toml"), SUITE).unwrap();
     let junit = dir.join("junit.xml");
+    // The inner run's libtest lines go here: .ci/run tallies "test result:" lines.
+    let log = dir.join("libtest.log");
     std::env::set_var("PLATFORM_SPEC", dir.join("platform.toml"));
     std::env::set_var("PLATFORM_SUITES", dir.join("suites"));
     std::env::set_var("PLATFORM_JUNIT", &junit);
@@ -70,7 +72,13 @@ fn platform_deadline_turns_unfinished_checks_into_errors_and_cleans_up() {
     let started = Instant::now();
     let code = platform_harness::run::libtest_run(
         root,
-        Arguments::from_iter(["platform", "--test-threads", "1"]),
+        Arguments::from_iter([
+            "platform",
+            "--logfile",
+            log.to_str().unwrap(),
+            "--test-threads",
+            "1",
+        ]),
     );
     let took = started.elapsed();
 
