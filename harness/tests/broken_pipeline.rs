@@ -62,7 +62,9 @@ fn run(
     let report = session.finish();
     drop(session);
     assert!(
-        block_on(docker::run_containers(&docker::connect().unwrap(), &run_id)).is_empty(),
+        block_on(docker::run_containers(&docker::connect().unwrap(), &run_id))
+            .expect("the engine answers")
+            .is_empty(),
         "nothing of run {run_id} is left"
     );
     report

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use platform_harness::checks::Outcome;
 use platform_harness::platform::docker;
@@ -62,6 +63,7 @@ fn containers_of(run_id: &str) -> usize {
     rt.block_on(async {
         docker::run_containers(&docker::connect().unwrap(), run_id)
             .await
+            .expect("the engine must answer: \"nothing left\" cannot be assumed")
             .len()
     })
 }
@@ -92,10 +94,11 @@ postgres.connect = {}
     let msg = stuck.message().unwrap_or_default().to_string();
     assert!(msg.starts_with("ERROR: service `stuck`"), "{msg}");
     assert!(
-        msg.contains("log line \"this line never appears\""),
+        msg.contains(
+            "not ready: waited 4 s (its startup timeout) for log line `this line never appears`: seen 0 of 1 times"
+        ),
         "{msg}"
     );
-    assert!(msg.contains("startup timeout of 4s"), "{msg}");
     assert!(
         msg.contains("last log lines of stuck") && msg.contains("database system"),
         "{msg}"
@@ -172,4 +175,169 @@ fn a_panic_mid_run_leaves_nothing_behind() {
         0,
         "the panic's unwinding removed the run"
     );
+}
+
+/// A base image container whose readiness command never returns.
+const HANGING: &str = r#"
+[services.hang]
+image = "platform-kit/base:bookworm"
+command = ["sleep", "infinity"]
+ports = { any = 7 }
+ready = [{ command = ["sleep", "infinity"] }]
+startup_timeout = "5s"
+endpoint = { user = "nobody" }
+"#;
+
+#[test]
+fn a_readiness_command_that_never_returns_fails_the_service_within_its_timeout() {
+    let (spec, _dir) = spec(
+        HANGING,
+        "[[check]]\nname = \"needs_hang\"\nservice = \"hang\"\n[[check.step]]\npostgres.connect = {}\n",
+    );
+    let checks = checks(&spec);
+    let started = Instant::now();
+    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
+    let run_id = session.run_id().to_string();
+    let err = session.trial(&checks[0]).unwrap_err();
+    let verdict_after = started.elapsed();
+    let msg = err.message().unwrap_or_default().to_string();
+    eprintln!("verdict after {verdict_after:?}: {msg}");
+    assert!(
+        verdict_after < Duration::from_secs(5 + 5),
+        "took {verdict_after:?}"
+    );
+    assert!(msg.starts_with("ERROR: service `hang` not ready"), "{msg}");
+    assert!(
+        msg.contains(
+            "command `sleep infinity` to exit 0: last run: `sleep infinity` did not finish within"
+        ),
+        "{msg}"
+    );
+    drop(session);
+    assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
+}
+
+/// `app` needs `db`; nothing in `app` listens, so its check cannot connect.
+const APP_ON_DB: &str = r#"
+[services.app]
+image = "platform-kit/base:bookworm"
+command = ["sleep", "infinity"]
+depends_on = ["db"]
+ports = { sql = 5432 }
+ready = [{ command = ["true"] }]
+startup_timeout = "20s"
+endpoint = { user = "platform", password = "${secret.real}" }
+"#;
+
+#[test]
+fn a_check_through_a_dependency_that_was_killed_names_the_exit_and_carries_its_logs() {
+    let services = postgres("db", READY, 2, "60s", "real") + APP_ON_DB;
+    let suite = r#"
+[[check]]
+name = "db_up"
+service = "db"
+[[check.step]]
+postgres.connect = {}
+
+[[check]]
+name = "through_app"
+service = "app"
+[[check.step]]
+postgres.connect = {}
+"#;
+    let (spec, _dir) = spec(&services, suite);
+    let checks = checks(&spec);
+    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
+    let run_id = session.run_id().to_string();
+    session.trial(&checks[0]).expect("db starts and answers");
+    let killed = std::process::Command::new("docker")
+        .args(["kill", &format!("db-{run_id}")])
+        .output()
+        .unwrap();
+    assert!(killed.status.success(), "{killed:?}");
+
+    let msg = session
+        .trial(&checks[1])
+        .unwrap_err()
+        .message()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.starts_with("ERROR: db exited: killed, exit code 137; step 1"),
+        "{msg}"
+    );
+    assert!(msg.contains("last log lines of db:"), "{msg}");
+    assert!(
+        !msg.contains("last log lines of app:"),
+        "an empty tail is left out: {msg}"
+    );
+    assert!(msg.contains("database system is ready"), "{msg}");
+    drop(session);
+    assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
+}
+
+#[test]
+fn a_container_that_exits_while_starting_says_how_it_ended() {
+    let (spec, _dir) = spec(
+        r#"
+[services.crash]
+image = "platform-kit/base:bookworm"
+command = ["sh", "-c", "echo giving up; exit 3"]
+ports = { sql = 5432 }
+ready = [{ log = "never printed" }]
+startup_timeout = "30s"
+endpoint = { user = "nobody" }
+"#,
+        "[[check]]\nname = \"c\"\nservice = \"crash\"\n[[check.step]]\npostgres.connect = {}\n",
+    );
+    let checks = checks(&spec);
+    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
+    let run_id = session.run_id().to_string();
+    let msg = session
+        .trial(&checks[0])
+        .unwrap_err()
+        .message()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.starts_with(
+            "ERROR: service `crash` its container stopped before it was ready (exited with exit code 3)"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("giving up"), "its log tail: {msg}");
+    drop(session);
+    assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
+}
+
+#[test]
+fn a_check_whose_dependency_never_got_ready_carries_the_dependency_log_tail() {
+    let services = postgres("db", "this line never appears", 1, "4s", "real") + APP_ON_DB;
+    let (spec, _dir) = spec(
+        &services,
+        "[[check]]\nname = \"through_app\"\nservice = \"app\"\n[[check.step]]\npostgres.connect = {}\n",
+    );
+    let checks = checks(&spec);
+    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
+    let run_id = session.run_id().to_string();
+    let msg = session
+        .trial(&checks[0])
+        .unwrap_err()
+        .message()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.starts_with(
+            "ERROR: service `app` not started: its dependency `db` failed (not ready: waited 4 s"
+        ),
+        "{msg}"
+    );
+    // Which lines come last depends on how far initdb got; that some do is the point.
+    let tail = msg
+        .split_once("last log lines of db:\n")
+        .map(|(_, t)| t)
+        .unwrap_or_default();
+    assert!(tail.lines().any(|l| !l.trim().is_empty()), "{msg}");
+    drop(session);
+    assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
 }

@@ -237,8 +237,13 @@ fn ctrl_c_removes_the_run() {
     let said = drain.join().unwrap();
     assert_eq!(status.code(), Some(130), "{said}");
     assert!(
-        said.contains("interrupted; removing the containers"),
+        said.contains("interrupted; stopping the checks and removing the containers of run"),
         "{said}"
+    );
+    let xml = std::fs::read_to_string(dir.join("junit.xml")).expect("the report is written");
+    assert!(
+        xml.contains("<error message=\"interrupted: the run was stopped by a signal"),
+        "{xml}"
     );
     assert!(
         docker(&["ps", "-aq", "--filter", &label]).stdout.is_empty(),

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use platform_harness::checks::Outcome;
 use platform_harness::platform::external::ExternalPlatform;
 use platform_harness::report::write_reports;
-use platform_harness::run::{services_for, Session};
+use platform_harness::run::{interrupt, services_for, Session};
 use platform_harness::spec::{named, Spec};
 
 #[derive(Parser)]
@@ -134,6 +134,8 @@ fn list(a: &SpecArgs) -> ExitCode {
 }
 
 fn run(a: &RunArgs) -> ExitCode {
+    // First, so a signal at any moment ends in written reports and nothing left behind.
+    interrupt::install();
     let spec = match load(&a.spec) {
         Ok(s) => s,
         Err(code) => return code,
@@ -168,7 +170,9 @@ fn run(a: &RunArgs) -> ExitCode {
         "platform-verify: {passed} passed, {failed} failed ({:.1} s)",
         report.wall.as_secs_f64()
     );
-    if failed == 0 {
+    if interrupt::interrupted() {
+        ExitCode::from(interrupt::EXIT_CODE)
+    } else if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -12,7 +12,9 @@ use testcontainers::core::{CopyDataSource, IntoContainerPort};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
+use super::docker::{seconds, Cleanup};
 use super::endpoint::Endpoint;
 use super::readiness::{self, Probe};
 use super::shell;
@@ -26,6 +28,11 @@ use futures::future::BoxFuture;
 
 /// How many log lines of a service go into a failure report.
 pub const LOG_TAIL_LINES: usize = 50;
+/// After its startup timeout, a start stuck in an engine call gets this long to end by
+/// itself (with its own, clearer message) before it is cut off.
+const START_GRACE: Duration = Duration::from_secs(2);
+/// How long the shutdown waits for starts in flight to reach a point where they stop.
+const STOP_WAIT: Duration = Duration::from_secs(60);
 
 type StartResult = Result<Arc<Started>, Arc<ServiceFailure>>;
 /// Resolves once when the service is ready or has failed; many waiters may hold one.
@@ -54,6 +61,11 @@ pub struct ContainerPlatform {
     starts: BTreeMap<String, StartHandle>,
     containers: Arc<Mutex<Vec<ContainerAsync<GenericImage>>>>,
     timings: Arc<Mutex<Vec<ServiceStart>>>,
+    /// Turned true by the shutdown: starts in flight stop at their next safe point.
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// What the reaper could not do when the run started.
+    problems: Vec<String>,
 }
 
 impl ContainerPlatform {
@@ -67,15 +79,37 @@ impl ContainerPlatform {
         run_id: &str,
     ) -> Result<Self, String> {
         let docker = docker::connect()?;
-        docker::ping(&docker).await?;
-        for r in docker::reap_dead_runs(&docker).await {
+        let engine = |what: &str| {
+            format!(
+                "{what}: the Docker engine did not answer within {}",
+                seconds(docker::ENGINE_CALL)
+            )
+        };
+        tokio::time::timeout(docker::ENGINE_CALL, docker::ping(&docker))
+            .await
+            .map_err(|_| engine("asking for its version"))??;
+        let reaped = docker::reap_dead_runs(&docker).await;
+        for r in &reaped.removed {
             console::say(format!(
                 "platform: removed {r} left by a run that was killed"
             ));
         }
-        let chosen = images::choose(&docker, spec, services).await?;
+        for p in &reaped.problems {
+            console::say(format!("platform: cleanup problem: {p}"));
+        }
+        let chosen =
+            tokio::time::timeout(docker::ENGINE_CALL, images::choose(&docker, spec, services))
+                .await
+                .map_err(|_| engine("looking for the images"))??;
         let network = format!("platform-{run_id}");
-        docker::create_network(&docker, &network, run_id).await?;
+        tokio::time::timeout(
+            docker::ENGINE_CALL,
+            docker::create_network(&docker, &network, run_id),
+        )
+        .await
+        .map_err(|_| engine(&format!("creating network {network}")))??;
+        let (stop, _) = watch::channel(false);
+        let mut tasks = Vec::new();
 
         let containers = Arc::new(Mutex::new(Vec::new()));
         let timings = Arc::new(Mutex::new(Vec::new()));
@@ -106,13 +140,15 @@ impl ContainerPlatform {
                 containers: containers.clone(),
                 timings: timings.clone(),
                 platform_started,
+                stop: stop.subscribe(),
+                phase: Mutex::new("waiting for its dependencies"),
             };
             let (tx, rx) = watch::channel(None);
             // Start now, not when the first check asks.
-            tokio::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 let result = job.run(deps).await;
                 tx.send_replace(Some(result));
-            });
+            }));
             starts.insert(name, rx);
         }
         Ok(Self {
@@ -122,7 +158,25 @@ impl ContainerPlatform {
             starts,
             containers,
             timings,
+            stop,
+            tasks: Mutex::new(tasks),
+            problems: reaped.problems,
         })
+    }
+
+    /// What went wrong around the run rather than in a check (the reaper at start).
+    pub fn problems(&self) -> Vec<String> {
+        self.problems.clone()
+    }
+
+    /// How the service's container ended, when it is no longer running: "exited: killed,
+    /// exit code 137". `None` while it runs or when it never started.
+    pub async fn exited(&self, service: &str) -> Option<String> {
+        let started = self.starts.get(service)?.borrow().clone()?.ok()?;
+        let state = docker::container_state(&self.docker, &started.container_id)
+            .await
+            .ok()?;
+        docker::describe_exit(&state)
     }
 
     pub async fn endpoint(&self, service: &str) -> Result<Endpoint, Arc<ServiceFailure>> {
@@ -141,6 +195,17 @@ impl ContainerPlatform {
         Some(docker::log_tail(&self.docker, &started.container_id, LOG_TAIL_LINES).await)
     }
 
+    /// The last log lines of a service whose start failed (kept from when it failed).
+    pub fn failed_start_tail(&self, service: &str) -> Option<String> {
+        let failure = self.starts.get(service)?.borrow().clone()?.err()?;
+        Some(failure.log_tail.clone()).filter(|t| !t.trim().is_empty())
+    }
+
+    /// The network the run's containers share.
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
     pub fn timings(&self) -> Vec<ServiceStart> {
         self.timings.lock().map(|t| t.clone()).unwrap_or_default()
     }
@@ -150,17 +215,41 @@ impl ContainerPlatform {
         Some(started.container_id.clone())
     }
 
-    /// Stops and removes every container and the network, then sweeps by label in case
-    /// a start was still in flight.
-    pub async fn shutdown(&self) {
+    /// Stops the starts still in flight and waits until each has reached a point where it
+    /// creates nothing more (a condition, not a sleep), then removes every container and
+    /// network of the run by label and checks that none is left.
+    pub async fn shutdown(&self) -> Cleanup {
+        let mut out = Cleanup::default();
+        self.stop.send_replace(true);
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        if tokio::time::timeout(STOP_WAIT, futures::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            out.problems.push(format!(
+                "a service start did not stop within {}; cut it off",
+                seconds(STOP_WAIT)
+            ));
+            aborts.iter().for_each(|a| a.abort());
+        }
         let all: Vec<_> = self
             .containers
             .lock()
             .map(|mut c| c.drain(..).collect())
             .unwrap_or_default();
-        futures::future::join_all(all.into_iter().map(|c| c.rm())).await;
-        docker::remove_run(&self.docker, &self.run_id).await;
-        let _ = self.docker.remove_network(&self.network).await;
+        // Errors here are not final: the sweep below removes by label and reports.
+        let _ = tokio::time::timeout(
+            STOP_WAIT,
+            futures::future::join_all(all.into_iter().map(|c| c.rm())),
+        )
+        .await;
+        out.merge(docker::remove_run(&self.docker, &self.run_id).await);
+        out
     }
 }
 
@@ -197,6 +286,9 @@ struct StartJob {
     containers: Arc<Mutex<Vec<ContainerAsync<GenericImage>>>>,
     timings: Arc<Mutex<Vec<ServiceStart>>>,
     platform_started: Instant,
+    stop: watch::Receiver<bool>,
+    /// What the start is doing, for the message when its timeout cuts it off.
+    phase: Mutex<&'static str>,
 }
 
 /// How services start: each as soon as its dependencies are ready (the default), or one
@@ -222,20 +314,53 @@ impl StartMode {
 impl StartJob {
     async fn run(self, deps: Vec<(String, StartHandle)>) -> StartResult {
         let name = self.svc.name.clone();
+        let mut stop = self.stop.clone();
         for (dep, fut) in deps {
-            if let Err(e) = outcome(fut).await {
-                let failure = ServiceFailure {
-                    service: name.clone(),
-                    message: format!("not started: its dependency `{dep}` failed ({})", e.message),
-                    log_tail: String::new(),
-                };
-                self.record(None, Some(&failure));
-                return Err(Arc::new(failure));
-            }
+            let message = tokio::select! {
+                r = outcome(fut) => match r {
+                    Ok(_) => continue,
+                    Err(e) => format!("not started: its dependency `{dep}` failed ({})", e.message),
+                },
+                _ = stop.wait_for(|s| *s) => "not started: the run is stopping".to_string(),
+            };
+            let failure = ServiceFailure {
+                service: name.clone(),
+                message,
+                log_tail: String::new(),
+            };
+            self.record(None, Some(&failure));
+            return Err(Arc::new(failure));
+        }
+        if *stop.borrow() {
+            let failure = self.fail("not started: the run is stopping".into(), String::new());
+            self.record(None, Some(&failure));
+            return Err(Arc::new(failure));
         }
         let started = Instant::now();
+        let timeout = self.svc.startup_timeout;
         console::say(format!("platform: starting {name} ({})", self.image));
-        let result = self.start_and_wait().await;
+        // The startup timeout bounds the whole start; the steps inside watch the same
+        // deadline and usually end first, with a more precise message.
+        let result = match tokio::time::timeout(
+            timeout + START_GRACE,
+            self.start_and_wait(started + timeout),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                let phase = self.phase.lock().map(|p| *p).unwrap_or("starting");
+                let container = format!("{}-{}", self.svc.name, self.run_id);
+                let tail = docker::log_tail(&self.docker, &container, LOG_TAIL_LINES).await;
+                Err(self.fail(
+                    format!(
+                        "not started within its startup timeout of {}: cut off while {phase}",
+                        seconds(timeout)
+                    ),
+                    tail,
+                ))
+            }
+        };
         let elapsed = started.elapsed();
         match result {
             Ok(s) => {
@@ -279,7 +404,13 @@ impl StartJob {
         }
     }
 
-    async fn start_and_wait(&self) -> Result<Started, ServiceFailure> {
+    fn enter(&self, phase: &'static str) {
+        if let Ok(mut p) = self.phase.lock() {
+            *p = phase;
+        }
+    }
+
+    async fn start_and_wait(&self, deadline: Instant) -> Result<Started, ServiceFailure> {
         let svc = &self.svc;
         let secret = |key: &str| {
             key.strip_prefix("secret.")
@@ -337,6 +468,8 @@ impl StartJob {
             }
         });
 
+        self.enter("creating and starting its container");
+        let started = Instant::now();
         let container = request
             .start()
             .await
@@ -356,8 +489,20 @@ impl StartJob {
                 }
                 Err(e) => {
                     let tail = docker::log_tail(&self.docker, &container_id, LOG_TAIL_LINES).await;
+                    // An exited container publishes nothing: that is the cause to name.
+                    let exit = docker::container_state(&self.docker, &container_id)
+                        .await
+                        .ok()
+                        .and_then(|s| docker::describe_exit(&s));
                     keep(container);
-                    return Err(self.fail(format!("port {p} was not published: {e}"), tail));
+                    let message = match exit {
+                        Some(exit) => format!(
+                            "its container stopped before it was ready ({exit}), after {}",
+                            seconds(started.elapsed())
+                        ),
+                        None => format!("port {p} was not published: {e}"),
+                    };
+                    return Err(self.fail(message, tail));
                 }
             }
         }
@@ -372,11 +517,14 @@ impl StartJob {
         };
 
         let mut outcome = Ok(());
+        self.enter("running its after_start commands");
         for argv in &svc.after_start {
             let argv: Result<Vec<String>, String> =
                 argv.iter().map(|a| template::render(a, vars)).collect();
+            let left = deadline.saturating_duration_since(Instant::now());
             let result = match argv {
-                Ok(argv) => run_exec(&self.docker, &container_id, argv).await,
+                _ if *self.stop.borrow() => Err("the run is stopping".into()),
+                Ok(argv) => run_exec(&self.docker, &container_id, argv, left).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
@@ -385,14 +533,18 @@ impl StartJob {
             }
         }
         if outcome.is_ok() {
+            self.enter("waiting until it is ready");
             let probe = Probe {
                 docker: &self.docker,
-                container: &container,
+                container_id: &container_id,
                 host_ports: &host_ports,
                 container_ports: &svc.ports,
                 network: &self.network,
             };
-            outcome = readiness::wait_ready(&probe, &svc.ready, svc.startup_timeout).await;
+            let mut stop = self.stop.clone();
+            outcome =
+                readiness::wait_ready(&probe, &svc.ready, deadline, svc.startup_timeout, &mut stop)
+                    .await;
         }
         if let Err(message) = outcome {
             let tail = docker::log_tail(&self.docker, &container_id, LOG_TAIL_LINES).await;
@@ -476,8 +628,13 @@ fn files_below(path: &Path) -> std::io::Result<Vec<(std::path::PathBuf, std::pat
     Ok(out)
 }
 
-async fn run_exec(docker: &Docker, container_id: &str, argv: Vec<String>) -> Result<(), String> {
-    match docker::exec(docker, container_id, &argv).await? {
+async fn run_exec(
+    docker: &Docker,
+    container_id: &str,
+    argv: Vec<String>,
+    limit: Duration,
+) -> Result<(), String> {
+    match docker::exec(docker, container_id, &argv, limit).await? {
         (0, _) => Ok(()),
         (code, output) => Err(format!(
             "`{}` exited {code}: {}",

@@ -2,21 +2,29 @@
 //! image presence, and removal of everything a run created (by label).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use backon::{ConstantBuilder, Retryable};
 use futures::StreamExt;
 use testcontainers::bollard::container::LogOutput;
-use testcontainers::bollard::models::NetworkCreateRequest;
+use testcontainers::bollard::errors::Error as BollardError;
+use testcontainers::bollard::models::{
+    ContainerState, ContainerSummary, Network, NetworkCreateRequest,
+};
 use testcontainers::bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder,
 };
 use testcontainers::bollard::Docker;
 
+use super::reaper::{self, Owner, Verdict};
+
 /// Every container and network of a run carries these, so `docker ps -a --filter
 /// label=org.platform-harness.run=<id>` finds a leak, and a later run can reap it.
-pub const LABEL_RUN: &str = "org.platform-harness.run";
-pub const LABEL_PID: &str = "org.platform-harness.pid";
-pub const LABEL_HOST: &str = "org.platform-harness.host";
+pub use super::reaper::{LABEL_HOST, LABEL_PID, LABEL_PIDNS, LABEL_RUN, LABEL_STARTED};
+
+/// No single engine call may hang a run.
+pub const ENGINE_CALL: Duration = Duration::from_secs(30);
 
 pub fn connect() -> Result<Docker, String> {
     Docker::connect_with_local_defaults().map_err(|e| format!("cannot reach a Docker engine: {e}"))
@@ -31,17 +39,13 @@ pub async fn ping(docker: &Docker) -> Result<String, String> {
 }
 
 pub fn run_labels(run_id: &str) -> HashMap<String, String> {
-    HashMap::from([
-        (LABEL_RUN.to_string(), run_id.to_string()),
-        (LABEL_PID.to_string(), std::process::id().to_string()),
-        (LABEL_HOST.to_string(), this_host()),
-    ])
+    let mut labels: HashMap<String, String> = Owner::this_process().labels().into_iter().collect();
+    labels.insert(LABEL_RUN.to_string(), run_id.to_string());
+    labels
 }
 
 pub fn this_host() -> String {
-    hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    Owner::this_process().host.clone()
 }
 
 pub async fn create_network(docker: &Docker, name: &str, run_id: &str) -> Result<(), String> {
@@ -82,150 +86,318 @@ async fn collect_logs(
     opts: testcontainers::bollard::query_parameters::LogsOptions,
 ) -> String {
     let mut out = String::new();
-    let mut stream = docker.logs(container_id, Some(opts));
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(
-                LogOutput::StdOut { message }
-                | LogOutput::StdErr { message }
-                | LogOutput::Console { message },
-            ) => {
-                out.push_str(&String::from_utf8_lossy(&message));
-            }
-            Ok(LogOutput::StdIn { .. }) => {}
-            Err(e) => {
-                out.push_str(&format!("\n(reading logs failed: {e})"));
-                break;
+    let read = async {
+        let mut stream = docker.logs(container_id, Some(opts));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(
+                    LogOutput::StdOut { message }
+                    | LogOutput::StdErr { message }
+                    | LogOutput::Console { message },
+                ) => {
+                    out.push_str(&String::from_utf8_lossy(&message));
+                }
+                Ok(LogOutput::StdIn { .. }) => {}
+                Err(e) => {
+                    out.push_str(&format!("\n(reading logs failed: {e})"));
+                    break;
+                }
             }
         }
+    };
+    if tokio::time::timeout(ENGINE_CALL, read).await.is_err() {
+        out.push_str("\n(reading logs: the engine did not answer in time)");
     }
     out
 }
 
-/// Ids of every container, running or not, labelled with `run_id`.
-pub async fn run_containers(docker: &Docker, run_id: &str) -> Vec<String> {
-    containers_matching(docker, &run_filter(run_id)).await
+/// What a removal did, and what it could not do: never swallowed, the report shows it.
+#[derive(Debug, Clone, Default)]
+pub struct Cleanup {
+    pub removed: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+impl Cleanup {
+    pub fn merge(&mut self, other: Cleanup) {
+        self.removed.extend(other.removed);
+        self.problems.extend(other.problems);
+    }
+}
+
+/// Ids of every container, running or not, labelled with `run_id`. `Err` when the engine
+/// cannot be asked: "nothing left" must never be assumed.
+pub async fn run_containers(docker: &Docker, run_id: &str) -> Result<Vec<String>, String> {
+    Ok(containers_matching(docker, &run_filter(run_id))
+        .await?
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect())
+}
+
+/// Names of the networks labelled with `run_id`.
+pub async fn run_networks(docker: &Docker, run_id: &str) -> Result<Vec<String>, String> {
+    Ok(networks_matching(docker, &run_filter(run_id))
+        .await?
+        .into_iter()
+        .filter_map(|n| n.name)
+        .collect())
 }
 
 fn run_filter(run_id: &str) -> HashMap<&'static str, Vec<String>> {
     HashMap::from([("label", vec![format!("{LABEL_RUN}={run_id}")])])
 }
 
-async fn containers_matching(docker: &Docker, filter: &HashMap<&str, Vec<String>>) -> Vec<String> {
-    docker
-        .list_containers(Some(
+async fn containers_matching(
+    docker: &Docker,
+    filter: &HashMap<&str, Vec<String>>,
+) -> Result<Vec<ContainerSummary>, String> {
+    bounded(
+        "listing containers",
+        docker.list_containers(Some(
             ListContainersOptionsBuilder::new()
                 .all(true)
                 .filters(filter)
                 .build(),
-        ))
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|c| c.id)
-        .collect()
+        )),
+    )
+    .await
+}
+
+async fn networks_matching(
+    docker: &Docker,
+    filter: &HashMap<&str, Vec<String>>,
+) -> Result<Vec<Network>, String> {
+    bounded(
+        "listing networks",
+        docker.list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(filter).build(),
+        )),
+    )
+    .await
+}
+
+/// One engine call under `ENGINE_CALL`, its error named by what it was doing.
+async fn bounded<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, BollardError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(ENGINE_CALL, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!(
+            "{what}: the engine did not answer within {}",
+            humantime::format_duration(ENGINE_CALL)
+        )),
+    }
+}
+
+fn status_of(e: &BollardError) -> Option<u16> {
+    match e {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
 }
 
 /// Removes every container (with its anonymous volumes) and network labelled with
-/// `run_id`. Returns what it removed, for the console.
-pub async fn remove_run(docker: &Docker, run_id: &str) -> Vec<String> {
-    remove_matching(docker, &run_filter(run_id)).await
+/// `run_id`, then lists again to prove nothing is left.
+pub async fn remove_run(docker: &Docker, run_id: &str) -> Cleanup {
+    let mut out = Cleanup::default();
+    let filter = run_filter(run_id);
+    match containers_matching(docker, &filter).await {
+        Ok(list) => {
+            for id in list.into_iter().filter_map(|c| c.id) {
+                match remove_container(docker, &id).await {
+                    Ok(()) => out
+                        .removed
+                        .push(format!("container {}", &id[..12.min(id.len())])),
+                    Err(e) => out.problems.push(format!("run {run_id}: {e}")),
+                }
+            }
+        }
+        Err(e) => out
+            .problems
+            .push(format!("run {run_id}: could not list its containers: {e}")),
+    }
+    match networks_matching(docker, &filter).await {
+        Ok(list) => {
+            for name in list.into_iter().filter_map(|n| n.name) {
+                match remove_network(docker, &name).await {
+                    Ok(()) => out.removed.push(format!("network {name}")),
+                    Err(e) => out.problems.push(format!("run {run_id}: {e}")),
+                }
+            }
+        }
+        Err(e) => out
+            .problems
+            .push(format!("run {run_id}: could not list its networks: {e}")),
+    }
+    if out.problems.is_empty() {
+        let left: Vec<String> = match (
+            run_containers(docker, run_id).await,
+            run_networks(docker, run_id).await,
+        ) {
+            (Ok(c), Ok(n)) => c
+                .iter()
+                .map(|c| format!("container {}", &c[..12.min(c.len())]))
+                .chain(n.iter().map(|n| format!("network {n}")))
+                .collect(),
+            (Err(e), _) | (_, Err(e)) => vec![format!("(could not check: {e})")],
+        };
+        if !left.is_empty() {
+            out.problems.push(format!(
+                "run {run_id}: still on the engine after removal: {}",
+                left.join(", ")
+            ));
+        }
+    }
+    out
 }
 
-async fn remove_matching(docker: &Docker, filter: &HashMap<&str, Vec<String>>) -> Vec<String> {
-    let mut removed = Vec::new();
-    let containers = containers_matching(docker, filter).await;
+/// Force-removes a container and waits until the engine no longer has it (a removal
+/// already in progress elsewhere answers 409; it is done once inspect answers 404).
+async fn remove_container(docker: &Docker, id: &str) -> Result<(), String> {
+    let short = &id[..12.min(id.len())];
     let rm = RemoveContainerOptionsBuilder::new()
         .force(true)
         .v(true)
         .build();
-    for id in containers {
-        if docker.remove_container(&id, Some(rm.clone())).await.is_ok() {
-            removed.push(format!("container {}", &id[..12.min(id.len())]));
+    match tokio::time::timeout(ENGINE_CALL, docker.remove_container(id, Some(rm))).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) if status_of(&e) == Some(404) => return Ok(()),
+        Ok(Err(e)) if status_of(&e) != Some(409) => {
+            return Err(format!("could not remove container {short}: {e}"))
         }
+        _ => {}
     }
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::new().filters(filter).build(),
-        ))
+    let gone = || async {
+        match docker.inspect_container(id, None).await {
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            _ => Err(()),
+        }
+    };
+    gone.retry(settle_backoff())
         .await
-        .unwrap_or_default();
-    for n in networks {
-        if let Some(name) = n.name {
-            if docker.remove_network(&name).await.is_ok() {
-                removed.push(format!("network {name}"));
-            }
-        }
-    }
-    removed
+        .map_err(|()| format!("container {short} was still being removed after {SETTLE:?}"))
 }
 
-/// Removes what earlier runs on this host left behind when they were killed outright
-/// (SIGKILL, a crashed machine): runs whose process no longer exists.
-pub async fn reap_dead_runs(docker: &Docker) -> Vec<String> {
-    let filter = HashMap::from([("label", vec![format!("{LABEL_HOST}={}", this_host())])]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filter)
-                .build(),
-        ))
-        .await
-        .unwrap_or_default();
-    let mut dead_runs: Vec<String> = containers
-        .into_iter()
-        .filter_map(|c| c.labels)
+/// Removes a network, retrying while the engine still detaches removed containers.
+async fn remove_network(docker: &Docker, name: &str) -> Result<(), String> {
+    let attempt = || async {
+        match tokio::time::timeout(ENGINE_CALL, docker.remove_network(name)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if status_of(&e) == Some(404) => Ok(()),
+            Ok(Err(e)) => Err(format!("could not remove network {name}: {e}")),
+            Err(_) => Err(format!(
+                "could not remove network {name}: the engine did not answer"
+            )),
+        }
+    };
+    attempt.retry(settle_backoff()).await
+}
+
+/// How long removals may take to settle on a busy engine.
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn settle_backoff() -> ConstantBuilder {
+    ConstantBuilder::default()
+        .with_delay(Duration::from_millis(250))
+        .with_max_times((SETTLE.as_millis() / 250) as usize)
+}
+
+/// Removes what earlier runs left behind when they were killed outright (SIGKILL, a
+/// crashed machine): only runs whose owner is provably gone (see `reaper::decide`).
+pub async fn reap_dead_runs(docker: &Docker) -> Cleanup {
+    let me = Owner::this_process();
+    let filter = HashMap::from([("label", vec![format!("{LABEL_HOST}={}", me.host)])]);
+    let mut out = Cleanup::default();
+    let mut labelled: Vec<HashMap<String, String>> = Vec::new();
+    match containers_matching(docker, &filter).await {
+        Ok(list) => labelled.extend(list.into_iter().filter_map(|c| c.labels)),
+        Err(e) => out
+            .problems
+            .push(format!("looking for runs left behind: {e}")),
+    }
+    // A run killed between creating its network and its first container leaves a network.
+    match networks_matching(docker, &filter).await {
+        Ok(list) => labelled.extend(list.into_iter().filter_map(|n| n.labels)),
+        Err(e) => out
+            .problems
+            .push(format!("looking for runs left behind: {e}")),
+    }
+    let mut dead_runs: Vec<String> = labelled
+        .iter()
         .filter(|l| {
-            l.get(LABEL_PID)
-                .and_then(|p| p.parse::<u32>().ok())
-                .is_some_and(|pid| !process_alive(pid))
+            matches!(
+                reaper::decide(Owner::from_labels(l).as_ref(), me, reaper::liveness),
+                Verdict::Reap(_)
+            )
         })
         .filter_map(|l| l.get(LABEL_RUN).cloned())
         .collect();
     dead_runs.sort();
     dead_runs.dedup();
-    let mut removed = Vec::new();
     for run in dead_runs {
-        removed.extend(remove_run(docker, &run).await);
+        out.merge(remove_run(docker, &run).await);
     }
-    removed
-}
-
-fn process_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    out
 }
 
 /// Cleanup from places with no async runtime of their own to use (signal handlers,
 /// `Drop` during a panic): a private runtime on a private thread.
-pub fn remove_run_blocking(run_id: &str) -> Vec<String> {
+pub fn remove_run_blocking(run_id: &str) -> Cleanup {
     let run_id = run_id.to_string();
-    std::thread::spawn(move || {
+    let joined = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .ok()?;
+            .map_err(|e| format!("starting a runtime for the cleanup: {e}"))?;
         rt.block_on(async {
-            let docker = connect().ok()?;
-            Some(remove_run(&docker, &run_id).await)
+            let docker = connect()?;
+            Ok::<_, String>(remove_run(&docker, &run_id).await)
         })
     })
-    .join()
-    .ok()
-    .flatten()
-    .unwrap_or_default()
+    .join();
+    match joined {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => Cleanup {
+            removed: Vec::new(),
+            problems: vec![e],
+        },
+        Err(_) => Cleanup {
+            removed: Vec::new(),
+            problems: vec!["the cleanup thread panicked".into()],
+        },
+    }
 }
 
-/// Runs a command in a container and returns its exit code and combined output.
+/// Runs a command in a container and returns its exit code and combined output, or
+/// `Err` when it did not finish within `limit`. The engine has no call to stop an exec,
+/// so a command past its limit is abandoned (it ends with its container).
 /// (testcontainers' exec result holds a non-`Sync` stream across an await, which keeps
 /// the start-up tasks from being spawned; bollard's exec API has no such catch.)
 pub async fn exec(
     docker: &Docker,
     container_id: &str,
     argv: &[String],
+    limit: Duration,
 ) -> Result<(i64, String), String> {
-    use testcontainers::bollard::exec::{CreateExecOptions, StartExecResults};
     let shown = argv.join(" ");
+    match tokio::time::timeout(limit, exec_unbounded(docker, container_id, argv)).await {
+        Ok(r) => r.map_err(|e| format!("`{shown}`: {e}")),
+        Err(_) => Err(format!(
+            "`{shown}` did not finish within {}; abandoned it",
+            seconds(limit)
+        )),
+    }
+}
+
+async fn exec_unbounded(
+    docker: &Docker,
+    container_id: &str,
+    argv: &[String],
+) -> Result<(i64, String), BollardError> {
+    use testcontainers::bollard::exec::{CreateExecOptions, StartExecResults};
     let created = docker
         .create_exec(
             container_id,
@@ -236,23 +408,148 @@ pub async fn exec(
                 ..Default::default()
             },
         )
-        .await
-        .map_err(|e| format!("`{shown}`: {e}"))?;
+        .await?;
     let mut output = String::new();
     if let StartExecResults::Attached {
         output: mut stream, ..
-    } = docker
-        .start_exec(&created.id, None)
-        .await
-        .map_err(|e| format!("`{shown}`: {e}"))?
+    } = docker.start_exec(&created.id, None).await?
     {
         while let Some(Ok(chunk)) = stream.next().await {
             output.push_str(&chunk.to_string());
         }
     }
-    let inspect = docker
-        .inspect_exec(&created.id)
-        .await
-        .map_err(|e| format!("`{shown}`: {e}"))?;
+    let inspect = docker.inspect_exec(&created.id).await?;
     Ok((inspect.exit_code.unwrap_or(-1), output))
+}
+
+/// "20 s", "2.5 s": how the messages show a duration.
+pub fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if (s - s.round()).abs() < 0.05 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+/// The container's state, or `Err` when the engine cannot tell.
+pub async fn container_state(docker: &Docker, id: &str) -> Result<ContainerState, String> {
+    bounded("inspecting a container", docker.inspect_container(id, None))
+        .await?
+        .state
+        .ok_or_else(|| "the engine reported no state".to_string())
+}
+
+/// "exited: killed (out of memory), exit code 137" for a container that stopped;
+/// `None` while it runs.
+pub fn describe_exit(state: &ContainerState) -> Option<String> {
+    if state.running == Some(true) {
+        return None;
+    }
+    let code = state.exit_code.unwrap_or(-1);
+    let how = if state.oom_killed == Some(true) {
+        "killed (out of memory)".to_string()
+    } else if code > 128 {
+        let signal = match code - 128 {
+            9 => "killed".to_string(),
+            15 => "terminated".to_string(),
+            6 => "aborted".to_string(),
+            11 => "crashed (segmentation fault)".to_string(),
+            n => format!("stopped by signal {n}"),
+        };
+        signal
+    } else {
+        "exited".to_string()
+    };
+    let mut text = if how == "exited" {
+        format!("exited with exit code {code}")
+    } else {
+        format!("exited: {how}, exit code {code}")
+    };
+    if let Some(e) = state.error.as_deref().filter(|e| !e.is_empty()) {
+        text.push_str(&format!(" ({e})"));
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(Some(true), false, 0, None, None)]
+    #[case(
+        Some(false),
+        true,
+        137,
+        None,
+        Some("exited: killed (out of memory), exit code 137")
+    )]
+    #[case(Some(false), false, 137, None, Some("exited: killed, exit code 137"))]
+    #[case(
+        Some(false),
+        false,
+        143,
+        None,
+        Some("exited: terminated, exit code 143")
+    )]
+    #[case(Some(false), false, 1, None, Some("exited with exit code 1"))]
+    #[case(
+        Some(false),
+        false,
+        127,
+        Some("exec: \"x\": not found"),
+        Some("exited with exit code 127 (exec: \"x\": not found)")
+    )]
+    fn says_how_a_container_ended(
+        #[case] running: Option<bool>,
+        #[case] oom: bool,
+        #[case] code: i64,
+        #[case] error: Option<&str>,
+        #[case] said: Option<&str>,
+    ) {
+        let state = ContainerState {
+            running,
+            oom_killed: Some(oom),
+            exit_code: Some(code),
+            error: error.map(str::to_string),
+            ..Default::default()
+        };
+        assert_eq!(describe_exit(&state).as_deref(), said);
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_cannot_be_listed_is_a_problem_not_an_empty_list() {
+        // A path that exists but where no engine listens.
+        let sock = std::env::temp_dir().join(format!("no-engine-{}.sock", std::process::id()));
+        std::fs::write(&sock, b"").unwrap();
+        let dead = Docker::connect_with_unix(
+            sock.to_str().unwrap(),
+            5,
+            testcontainers::bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        assert!(run_containers(&dead, "r1").await.is_err());
+        let c = remove_run(&dead, "r1").await;
+        assert!(c.removed.is_empty());
+        assert_eq!(c.problems.len(), 2, "{c:?}");
+        assert!(
+            c.problems[0].starts_with("run r1: could not list its containers: listing containers:"),
+            "{c:?}"
+        );
+        assert!(
+            c.problems[1].starts_with("run r1: could not list its networks"),
+            "{c:?}"
+        );
+        let reaped = reap_dead_runs(&dead).await;
+        assert_eq!(reaped.problems.len(), 2, "{reaped:?}");
+    }
+
+    #[rstest]
+    #[case(Duration::from_secs(20), "20 s")]
+    #[case(Duration::from_millis(2500), "2.5 s")]
+    fn shows_seconds(#[case] d: Duration, #[case] shown: &str) {
+        assert_eq!(seconds(d), shown);
+    }
 }

@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod external;
 pub mod images;
 pub mod readiness;
+pub mod reaper;
 pub mod shell;
 
 use std::sync::Arc;
@@ -71,6 +72,14 @@ impl Platform {
         }
     }
 
+    /// What a service whose start failed had logged by then.
+    pub fn failed_start_tail(&self, service: &str) -> Option<String> {
+        match self {
+            Self::Containers(c) => c.failed_start_tail(service),
+            Self::External(_) => None,
+        }
+    }
+
     pub fn timings(&self) -> Vec<ServiceStart> {
         match self {
             Self::Containers(c) => c.timings(),
@@ -78,10 +87,27 @@ impl Platform {
         }
     }
 
-    pub async fn shutdown(&self) {
+    /// Removes what the run started; what could not be removed is in the result.
+    pub async fn shutdown(&self) -> docker::Cleanup {
         match self {
             Self::Containers(c) => c.shutdown().await,
-            Self::External(_) => {}
+            Self::External(_) => docker::Cleanup::default(),
+        }
+    }
+
+    /// How the service's container ended, if it is no longer running.
+    pub async fn exited(&self, service: &str) -> Option<String> {
+        match self {
+            Self::Containers(c) => c.exited(service).await,
+            Self::External(_) => None,
+        }
+    }
+
+    /// Problems around the run (not in a check): the reaper's, at start.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            Self::Containers(c) => c.problems(),
+            Self::External(_) => Vec::new(),
         }
     }
 }

@@ -1,22 +1,25 @@
 //! Waiting until a started container is ready. The harness polls its own conditions
 //! (rather than testcontainers' `WaitFor`) so a timeout can say which condition was
-//! missing, for how long, and what the service logged.
+//! missing, for how long, and what the service logged. Every probe is bounded: one that
+//! hangs counts as "not ready yet".
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use testcontainers::bollard::Docker;
-use testcontainers::{ContainerAsync, GenericImage};
+use tokio::sync::watch;
 
-use super::docker;
+use super::docker::{self, seconds};
 use crate::spec::platform::ReadyCondition;
 
 const POLL: Duration = Duration::from_millis(250);
+/// One probe (a command, an HTTP request) may take this long before it is abandoned.
+pub const PROBE_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the readiness loop needs to probe one container.
 pub struct Probe<'a> {
     pub docker: &'a Docker,
-    pub container: &'a ContainerAsync<GenericImage>,
+    pub container_id: &'a str,
     /// Named port -> port mapped on 127.0.0.1.
     pub host_ports: &'a BTreeMap<String, u16>,
     /// Named port -> container port, reached on the container's address for `tcp`
@@ -25,12 +28,14 @@ pub struct Probe<'a> {
     pub network: &'a str,
 }
 
-/// `Err` says what was still missing when the deadline passed, or that the container
-/// exited.
+/// `Err` says what was still missing when `deadline` (the end of the service's
+/// `timeout`) passed, that the container exited, or that the run is stopping.
 pub async fn wait_ready(
     probe: &Probe<'_>,
     conditions: &[ReadyCondition],
+    deadline: Instant,
     timeout: Duration,
+    stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let started = Instant::now();
     let mut pending: Vec<&ReadyCondition> = conditions.iter().collect();
@@ -38,44 +43,80 @@ pub async fn wait_ready(
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap_or_default();
-    let mut last_status = String::new();
+    let mut last: BTreeMap<usize, String> = BTreeMap::new();
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let limit = left.min(PROBE_LIMIT).max(Duration::from_millis(100));
         let logs = if pending
             .iter()
             .any(|c| matches!(c, ReadyCondition::Log { .. }))
         {
-            docker::all_logs(probe.docker, probe.container.id()).await
+            docker::all_logs(probe.docker, probe.container_id).await
         } else {
             String::new()
         };
         let mut still = Vec::new();
         for c in pending {
-            match holds(probe, c, &logs, &http).await {
-                Ok(()) => {}
-                Err(status) => {
-                    last_status = format!("{c} ({status})");
-                    still.push(c);
-                }
+            let status =
+                match tokio::time::timeout(limit, holds(probe, c, &logs, &http, limit)).await {
+                    Ok(s) => s,
+                    Err(_) => Err(format!(
+                        "last probe did not answer within {}",
+                        seconds(limit)
+                    )),
+                };
+            if let Err(status) = status {
+                let i = conditions.iter().position(|x| x == c).unwrap_or(0);
+                last.insert(i, format!("{}: {status}", waiting_for(c)));
+                still.push(c);
             }
         }
         pending = still;
         if pending.is_empty() {
             return Ok(());
         }
-        if let Ok(false) = probe.container.is_running().await {
-            let code = probe.container.exit_code().await.ok().flatten();
+        let missing = || last.values().cloned().collect::<Vec<_>>().join("; ");
+        if let Ok(state) = docker::container_state(probe.docker, probe.container_id).await {
+            if let Some(exit) = docker::describe_exit(&state) {
+                return Err(format!(
+                    "its container stopped before it was ready ({exit}), after {}; it was waiting for {}",
+                    seconds(started.elapsed()),
+                    missing()
+                ));
+            }
+        }
+        if Instant::now() >= deadline {
             return Err(format!(
-                "the container exited (code {}) before it was ready; waiting for {last_status}",
-                code.map_or("unknown".to_string(), |c| c.to_string())
+                "not ready: waited {} (its startup timeout) for {}",
+                seconds(timeout),
+                missing()
             ));
         }
-        if started.elapsed() >= timeout {
-            return Err(format!(
-                "not ready within its startup timeout of {}: waiting for {last_status}",
-                humantime::format_duration(timeout)
-            ));
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = stop.wait_for(|s| *s) => return Err("not ready: the run is stopping".into()),
         }
-        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The condition as the message names it: "log line `X`", "GET /v1/info to answer 200".
+fn waiting_for(c: &ReadyCondition) -> String {
+    match c {
+        ReadyCondition::Log { line, .. } => format!("log line `{line}`"),
+        ReadyCondition::Http {
+            port,
+            path,
+            status,
+            body_matches,
+        } => {
+            let mut s = format!("GET {path} on port `{port}` to answer {status}");
+            if let Some(re) = body_matches {
+                s.push_str(&format!(" with a body matching /{re}/"));
+            }
+            s
+        }
+        ReadyCondition::Tcp { port } => format!("a TCP connection to port `{port}`"),
+        ReadyCondition::Command { argv } => format!("command `{}` to exit 0", argv.join(" ")),
     }
 }
 
@@ -84,6 +125,7 @@ async fn holds(
     c: &ReadyCondition,
     logs: &str,
     http: &reqwest::Client,
+    limit: Duration,
 ) -> Result<(), String> {
     match c {
         ReadyCondition::Log { line, times } => {
@@ -91,7 +133,7 @@ async fn holds(
             if seen >= *times {
                 Ok(())
             } else {
-                Err(format!("seen {seen} of {times}"))
+                Err(format!("seen {seen} of {times} times"))
             }
         }
         ReadyCondition::Http {
@@ -106,16 +148,17 @@ async fn holds(
                 .get(&url)
                 .send()
                 .await
-                .map_err(|e| format!("GET {url}: {e}"))?;
+                .map_err(|e| format!("last attempt: {}", error_chain(&e)))?;
             let got = resp.status().as_u16();
             let body = resp.text().await.unwrap_or_default();
+            let snippet: String = body.trim().chars().take(200).collect();
             if got != *status {
-                return Err(format!("last answer {got}"));
+                return Err(format!("last answer {got} {snippet:?}"));
             }
             match body_matches {
-                Some(re) if !regex::Regex::new(re).is_ok_and(|r| r.is_match(&body)) => Err(
-                    format!("last body {:?}", body.chars().take(200).collect::<String>()),
-                ),
+                Some(re) if !regex::Regex::new(re).is_ok_and(|r| r.is_match(&body)) => {
+                    Err(format!("last answer {got} {snippet:?}"))
+                }
                 _ => Ok(()),
             }
         }
@@ -130,23 +173,36 @@ async fn holds(
             .await
             {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("{addr}: {e}")),
-                Err(_) => Err(format!("{addr}: connect timed out")),
+                Ok(Err(e)) => Err(format!("last attempt on {addr}: {e}")),
+                Err(_) => Err(format!("last attempt on {addr}: connect timed out")),
             }
         }
         ReadyCondition::Command { argv } => {
-            match docker::exec(probe.docker, probe.container.id(), argv).await? {
-                (0, _) => Ok(()),
-                (code, out) => Err(format!("exit code {code}: {}", out.trim())),
+            match docker::exec(probe.docker, probe.container_id, argv, limit).await {
+                Ok((0, _)) => Ok(()),
+                Ok((code, out)) => Err(format!("last run exited {code}: {}", out.trim())),
+                Err(e) => Err(format!("last run: {e}")),
             }
         }
     }
 }
 
+/// reqwest's top line ("error sending request") hides the cause; its sources say it.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
 async fn container_ip(probe: &Probe<'_>) -> Result<String, String> {
     let info = probe
         .docker
-        .inspect_container(probe.container.id(), None)
+        .inspect_container(probe.container_id, None)
         .await
         .map_err(|e| e.to_string())?;
     info.network_settings
@@ -155,4 +211,21 @@ async fn container_ip(probe: &Probe<'_>) -> Result<String, String> {
         .and_then(|n| n.ip_address)
         .filter(|ip| !ip.is_empty())
         .ok_or_else(|| "the container has no address on the run's network yet".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(ReadyCondition::Log { line: "X".into(), times: 1 }, "log line `X`")]
+    #[case(
+        ReadyCondition::Http { port: "http".into(), path: "/v1/info".into(), status: 200, body_matches: None },
+        "GET /v1/info on port `http` to answer 200"
+    )]
+    #[case(ReadyCondition::Command { argv: vec!["pg_isready".into(), "-q".into()] }, "command `pg_isready -q` to exit 0")]
+    fn names_what_it_waits_for(#[case] c: ReadyCondition, #[case] named: &str) {
+        assert_eq!(waiting_for(&c), named);
+    }
 }

@@ -36,7 +36,19 @@ pub fn render(run: &RunReport, masker: &Masker) -> Result<String, String> {
         case.set_system_out(masker.mask(&out));
         services.add_test_case(case);
     }
-    if !run.services.is_empty() {
+    if !run.cleanup.is_empty() {
+        let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+        st.set_message(masker.mask(&format!(
+            "{} cleanup problem(s): {}",
+            run.cleanup.len(),
+            run.cleanup[0]
+        )));
+        st.set_description(masker.mask(&run.cleanup.join("\n")));
+        let mut case = TestCase::new("clean up", st);
+        case.set_classname("platform-services");
+        services.add_test_case(case);
+    }
+    if !run.services.is_empty() || !run.cleanup.is_empty() {
         report.add_test_suite(services);
     }
 
@@ -162,6 +174,7 @@ mod tests {
                 failure: None,
                 log_tail: String::new(),
             }],
+            cleanup: Vec::new(),
             wall: Duration::from_secs(5),
         };
         let xml = render(&run, &Masker::new(["hunter22".to_string()])).unwrap();
@@ -180,5 +193,31 @@ mod tests {
         );
         assert!(xml.contains("at suites/postgres.toml:7"), "{xml}");
         assert!(xml.contains("last log lines of postgres"), "{xml}");
+        assert!(!xml.contains("clean up"), "{xml}");
+    }
+
+    #[test]
+    fn a_cleanup_problem_is_an_error_in_the_services_suite() {
+        let run = RunReport {
+            cleanup: vec![
+                "run abc: could not remove network platform-abc: 500 has active endpoints".into(),
+                "run abc: could not list its containers: connection refused".into(),
+            ],
+            ..Default::default()
+        };
+        let xml = render(&run, &Masker::new(Vec::<String>::new())).unwrap();
+        assert!(
+            xml.contains(r#"<testsuite name="platform-services" tests="1" skipped="0" errors="1""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<testcase name="clean up" classname="platform-services""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("2 cleanup problem(s): run abc: could not remove network"),
+            "{xml}"
+        );
+        assert!(xml.contains("could not list its containers"), "{xml}");
     }
 }

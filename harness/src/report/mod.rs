@@ -29,6 +29,9 @@ pub struct CheckRecord {
 pub struct RunReport {
     pub checks: Vec<CheckRecord>,
     pub services: Vec<ServiceStart>,
+    /// What could not be cleaned up (containers, networks, an engine that could not be
+    /// listed): never swallowed.
+    pub cleanup: Vec<String>,
     pub wall: Duration,
 }
 

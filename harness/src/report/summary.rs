@@ -39,6 +39,12 @@ pub fn render(run: &RunReport, masker: &Masker) -> String {
             c.duration.as_secs_f64()
         ));
     }
+    if !run.cleanup.is_empty() {
+        md.push_str("\n### Left behind\n\n");
+        for p in &run.cleanup {
+            md.push_str(&format!("- {}\n", p.replace('|', "\\|")));
+        }
+    }
     let broken: Vec<_> = run.checks.iter().filter(|c| !c.outcome.is_pass()).collect();
     if !broken.is_empty() {
         md.push_str("\n### What broke\n\n");
@@ -89,6 +95,7 @@ mod tests {
                 ),
             ],
             services: vec![],
+            cleanup: vec!["run abc: could not remove container 0123456789ab: 500".into()],
             wall: Duration::from_secs(3),
         };
         let md = render(&run, &Masker::new(["sekrit99".to_string()]));
@@ -102,6 +109,10 @@ mod tests {
         );
         assert!(
             md.contains("- `kafka::consume` (suites/kafka.toml:3): received 3 of 5 \\| key ****"),
+            "{md}"
+        );
+        assert!(
+            md.contains("### Left behind\n\n- run abc: could not remove container"),
             "{md}"
         );
     }

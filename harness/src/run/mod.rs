@@ -1,7 +1,7 @@
 //! One run: load the specs, select what the filters leave, start those services, run each
 //! check (as a libtest trial or as a task), tear everything down, write the reports.
 
-mod interrupt;
+pub mod interrupt;
 mod session;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,7 +48,24 @@ const DEFAULT_TEST_THREADS: usize = 4;
 
 /// `cargo test --test platform` entry point.
 pub fn libtest_main(root: &Path) -> ExitCode {
-    let mut args = Arguments::from_args();
+    interrupt::install();
+    libtest_run(root, Arguments::from_args())
+}
+
+/// The whole-run bound of the test target: `PLATFORM_DEADLINE=10m` (humantime, as
+/// `platform-verify --deadline`).
+pub fn deadline_from_env() -> Result<Option<std::time::Duration>, String> {
+    match std::env::var("PLATFORM_DEADLINE") {
+        Err(_) => Ok(None),
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => humantime::parse_duration(v.trim())
+            .map(Some)
+            .map_err(|e| format!("PLATFORM_DEADLINE={v:?}: {e} (write it like `10m` or `90s`)")),
+    }
+}
+
+/// The test target with explicit arguments (tests drive it in-process).
+pub fn libtest_run(root: &Path, mut args: Arguments) -> ExitCode {
     args.test_threads.get_or_insert(DEFAULT_TEST_THREADS);
     // From the repository root, so reports name files as a reader finds them
     // ("suites/kafka.toml:12") and relative PLATFORM_* paths mean the same wherever cargo
@@ -59,6 +76,13 @@ pub fn libtest_main(root: &Path) -> ExitCode {
     };
     let paths = match paths {
         Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let deadline = match deadline_from_env() {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -82,7 +106,12 @@ pub fn libtest_main(root: &Path) -> ExitCode {
         .map(|t| t.name().to_string())
         .collect();
     match Session::start(&spec, &checks, &selected, paths.endpoints.as_deref()) {
-        Ok(session) => session.run_libtest(&args, checks, &paths.junit),
+        Ok(session) => {
+            if let Some(d) = deadline {
+                session.set_deadline(d);
+            }
+            session.run_libtest(&args, checks, &paths.junit)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

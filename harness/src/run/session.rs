@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use tokio::sync::watch;
 
-use super::interrupt::{install_interrupt_cleanup, yield_to_interrupt};
+use super::interrupt;
 use crate::checks::{run_check_with, CheckRun, Outcome, Vars};
 use crate::platform::containers::ContainerPlatform;
 use crate::platform::external::ExternalPlatform;
@@ -18,6 +19,7 @@ use crate::platform::{docker, Platform};
 use crate::report::console::{failure_text, verdict_word};
 use crate::report::{console, write_reports, CheckRecord, RunReport};
 use crate::secrets::{Masker, Secrets};
+use crate::spec::graph;
 use crate::spec::{Check, Spec};
 
 /// A started run. Dropping it removes every container of the run, also during a panic.
@@ -34,7 +36,15 @@ pub struct Session {
     done: watch::Sender<usize>,
     records: Mutex<Vec<CheckRecord>>,
     started: Instant,
+    /// Whole-run bound, counted from `started`: checks still running are errors.
+    deadline: OnceLock<Duration>,
+    /// Each service's dependencies, for the log tails and exit states of a failed check.
+    depends_on: BTreeMap<String, Vec<String>>,
+    torn_down: AtomicBool,
 }
+
+/// How a check was cut short.
+const INTERRUPTED: &str = "interrupted: the run was stopped by a signal before this check finished";
 
 impl Session {
     /// Starts the services the selected checks need, or, with `endpoints`, takes an
@@ -45,6 +55,8 @@ impl Session {
         selected: &BTreeSet<String>,
         endpoints: Option<&Path>,
     ) -> Result<Self, String> {
+        let started = Instant::now();
+        interrupt::install();
         let external = endpoints
             .map(ExternalPlatform::load)
             .transpose()
@@ -72,7 +84,8 @@ impl Session {
                 .filter(|c| selected.contains(&c.id()))
                 .map(|c| c.as_ref()),
         );
-        install_interrupt_cleanup(&run_id);
+        // Before anything of the run exists, so a signal at any moment is accounted for.
+        interrupt::register(&run_id);
         let (platform, platform_error) = if let Some(e) = external {
             console::say(format!(
                 "platform: verifying the running platform of {}",
@@ -81,6 +94,8 @@ impl Session {
             (Some(Platform::External(e)), None)
         } else if needed.is_empty() {
             (None, None)
+        } else if interrupt::interrupted() {
+            (None, Some(INTERRUPTED.to_string()))
         } else {
             console::say(format!(
                 "platform: run {run_id}: starting {}",
@@ -109,8 +124,22 @@ impl Session {
             results: Mutex::new(HashMap::new()),
             done: watch::channel(0).0,
             records: Mutex::new(Vec::new()),
-            started: Instant::now(),
+            started,
+            deadline: OnceLock::new(),
+            depends_on: spec
+                .platform
+                .services
+                .iter()
+                .map(|(n, s)| (n.clone(), s.depends_on.clone()))
+                .collect(),
+            torn_down: AtomicBool::new(false),
         })
+    }
+
+    /// Bounds the whole run (counted from its start): checks not finished by then are
+    /// errors "the run's deadline of X passed". The first call wins.
+    pub fn set_deadline(&self, deadline: Duration) {
+        let _ = self.deadline.set(deadline);
     }
 
     pub(super) fn run_libtest(
@@ -131,7 +160,11 @@ impl Session {
         let conclusion = libtest_mimic::run(args, trials);
         let report = session.finish();
         write_reports(&report, &session.masker, junit_path);
-        conclusion.exit_code()
+        if interrupt::interrupted() {
+            ExitCode::from(interrupt::EXIT_CODE)
+        } else {
+            conclusion.exit_code()
+        }
     }
 
     /// Labels every container and network of this run (`org.platform-harness.run`).
@@ -153,8 +186,8 @@ impl Session {
     }
 
     /// Runs the selected checks as tasks, at most `concurrency` at once. Checks still
-    /// running when `deadline` passes are reported as errors. Returns the report after
-    /// tearing the platform down.
+    /// running when `deadline` (counted from the run's start) passes are reported as
+    /// errors. Returns the report after tearing the platform down.
     pub fn run_concurrently(
         self: &Arc<Self>,
         checks: &[Arc<Check>],
@@ -162,13 +195,16 @@ impl Session {
         deadline: Option<Duration>,
     ) -> RunReport {
         use futures::StreamExt;
+        if let Some(d) = deadline {
+            self.set_deadline(d);
+        }
         // In definition order, so a check's predecessors always hold a slot before it.
         let selected: Vec<Arc<Check>> = checks
             .iter()
             .filter(|c| self.selected.contains(&c.id()))
             .cloned()
             .collect();
-        let work = futures::stream::iter(selected.clone())
+        let work = futures::stream::iter(selected)
             .map(|c| {
                 let s = self.clone();
                 async move {
@@ -189,47 +225,7 @@ impl Session {
             })
             .buffer_unordered(concurrency.max(1))
             .collect::<Vec<()>>();
-        let timed_out = self.rt.block_on(async {
-            match deadline {
-                Some(d) => tokio::time::timeout(d, work).await.is_err(),
-                None => {
-                    work.await;
-                    false
-                }
-            }
-        });
-        if let (true, Some(d)) = (timed_out, deadline) {
-            let finished: BTreeSet<(String, String)> = self
-                .records
-                .lock()
-                .map(|r| {
-                    r.iter()
-                        .map(|c| (c.suite.clone(), c.name.clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            for c in selected
-                .iter()
-                .filter(|c| !finished.contains(&(c.suite.clone(), c.name.clone())))
-            {
-                let record = CheckRecord {
-                    suite: c.suite.clone(),
-                    name: c.name.clone(),
-                    location: c.location.clone(),
-                    outcome: Outcome::Errored(format!(
-                        "did not finish before the run's deadline of {}",
-                        humantime::format_duration(d)
-                    )),
-                    duration: Duration::ZERO,
-                    steps: Vec::new(),
-                    service_logs: Vec::new(),
-                };
-                console::say(format!("ERROR {} (deadline)", c.id()));
-                if let Ok(mut r) = self.records.lock() {
-                    r.push(record);
-                }
-            }
-        }
+        self.rt.block_on(work);
         self.finish()
     }
 
@@ -241,25 +237,38 @@ impl Session {
 impl Session {
     async fn execute(&self, check: &Check) -> CheckRecord {
         let started = Instant::now();
-        let run = match self.prepare(check).await {
-            Ok((endpoints, vars)) => {
-                let shell = self.platform.as_ref().and_then(Platform::shell);
-                run_check_with(check, &endpoints, vars, shell).await
+        let cut_short = |why: String| CheckRun {
+            outcome: Outcome::Errored(why),
+            steps: Vec::new(),
+            vars: Vars::new(),
+            duration: started.elapsed(),
+        };
+        let deadline = async {
+            match self.deadline.get() {
+                Some(d) => {
+                    tokio::time::sleep_until((self.started + *d).into()).await;
+                    format!(
+                        "the run's deadline of {} passed before this check finished",
+                        humantime::format_duration(*d)
+                    )
+                }
+                None => std::future::pending().await,
             }
-            Err(outcome) => CheckRun {
-                outcome,
-                steps: Vec::new(),
-                vars: Vars::new(),
-                duration: started.elapsed(),
-            },
+        };
+        let mut run = tokio::select! {
+            biased;
+            _ = interrupt::wait() => cut_short(INTERRUPTED.to_string()),
+            why = deadline => cut_short(why),
+            run = self.run_one(check, started) => run,
         };
         let mut service_logs = Vec::new();
-        if !run.outcome.is_pass() {
+        // An interrupted run stops; it does not collect evidence.
+        if !run.outcome.is_pass() && !interrupt::interrupted() {
             if let Some(p) = &self.platform {
-                for s in check.services() {
-                    if let Some(tail) = p.log_tail(&s).await {
-                        service_logs.push((s, tail));
-                    }
+                let (logs, exits) = self.evidence(p, check).await;
+                service_logs = logs;
+                if !exits.is_empty() {
+                    run.outcome = with_cause(&run.outcome, &exits.join("; "));
                 }
             }
         }
@@ -277,6 +286,54 @@ impl Session {
         }
         self.done.send_modify(|n| *n += 1);
         record
+    }
+
+    async fn run_one(&self, check: &Check, started: Instant) -> CheckRun {
+        match self.prepare(check).await {
+            Ok((endpoints, vars)) => {
+                let shell = self.platform.as_ref().and_then(Platform::shell);
+                run_check_with(check, &endpoints, vars, shell).await
+            }
+            Err(outcome) => CheckRun {
+                outcome,
+                steps: Vec::new(),
+                vars: Vars::new(),
+                duration: started.elapsed(),
+            },
+        }
+    }
+
+    /// For a check that did not pass: the log tails of its services and of the services
+    /// they depend on, and which of their containers exited ("postgres exited: killed,
+    /// exit code 137"). Bounded: evidence must not hang the verdict.
+    async fn evidence(&self, p: &Platform, check: &Check) -> (Vec<(String, String)>, Vec<String>) {
+        let direct = check.services();
+        let all = graph::closure(direct.iter().map(String::as_str), &self.depends_on);
+        // The check's own services first, then their dependencies.
+        let mut order: Vec<String> = direct.iter().cloned().collect();
+        order.extend(all.into_iter().filter(|s| !direct.contains(s)));
+        let gather = async {
+            let mut logs = Vec::new();
+            let mut exits = Vec::new();
+            for s in order {
+                if let Some(exit) = p.exited(&s).await {
+                    exits.push(format!("{s} {exit}"));
+                }
+                let mut tail = p.log_tail(&s).await;
+                // A check's own failed service already carries its tail in the message;
+                // a dependency that failed to start has it only here.
+                if tail.is_none() && !direct.contains(&s) {
+                    tail = p.failed_start_tail(&s);
+                }
+                if let Some(tail) = tail.filter(|t| !t.trim().is_empty()) {
+                    logs.push((s, tail));
+                }
+            }
+            (logs, exits)
+        };
+        tokio::time::timeout(docker::ENGINE_CALL, gather)
+            .await
+            .unwrap_or_default()
     }
 
     /// Waits for the check's predecessors and services; `Err` is why it cannot run.
@@ -340,37 +397,81 @@ impl Session {
         }
     }
 
-    /// Tears the platform down and returns everything recorded.
+    /// Tears the platform down (once) and returns everything recorded.
     pub fn finish(&self) -> RunReport {
-        yield_to_interrupt();
         let services = self
             .platform
             .as_ref()
             .map(|p| p.timings())
             .unwrap_or_default();
-        if let Some(p) = &self.platform {
-            self.rt.block_on(p.shutdown());
-        }
+        let mut cleanup = self
+            .platform
+            .as_ref()
+            .map(|p| p.problems())
+            .unwrap_or_default();
+        cleanup.extend(self.tear_down());
         let mut checks = self.records.lock().map(|r| r.clone()).unwrap_or_default();
         checks.sort_by(|a, b| (&a.suite, &a.location.line).cmp(&(&b.suite, &b.location.line)));
         RunReport {
             checks,
             services,
+            cleanup,
             wall: self.started.elapsed(),
         }
+    }
+
+    /// Removes the run's containers and network the first time it is called; returns what
+    /// could not be removed (also said on the console).
+    fn tear_down(&self) -> Vec<String> {
+        if self.torn_down.swap(true, Ordering::SeqCst) {
+            return Vec::new();
+        }
+        let cleanup = match &self.platform {
+            Some(p) => {
+                if matches!(p, Platform::Containers(_)) {
+                    console::say(format!("platform: removing run {}", self.run_id));
+                }
+                self.rt.block_on(p.shutdown())
+            }
+            None => docker::Cleanup::default(),
+        };
+        interrupt::unregister(&self.run_id);
+        for p in &cleanup.problems {
+            console::say(format!("platform: cleanup problem: {p}"));
+        }
+        if interrupt::interrupted() && cleanup.problems.is_empty() {
+            console::say(format!(
+                "platform: interrupted; nothing of run {} is left",
+                self.run_id
+            ));
+        }
+        cleanup.problems
+    }
+}
+
+/// Puts the cause in front of a check's message: the first line is what summaries show.
+fn with_cause(outcome: &Outcome, cause: &str) -> Outcome {
+    match outcome {
+        Outcome::Passed => Outcome::Passed,
+        Outcome::Failed(m) => Outcome::Failed(format!("{cause}; {m}")),
+        Outcome::Errored(m) => Outcome::Errored(format!("{cause}; {m}")),
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        yield_to_interrupt();
         // During a panic (no `finish`), stop the containers while the runtime is still
         // there: testcontainers' own drop needs one. The label sweep is the backstop.
+        self.tear_down();
+        let had_containers = matches!(self.platform, Some(Platform::Containers(_)));
         if let Some(p) = self.platform.take() {
-            self.rt.block_on(p.shutdown());
             let _in_runtime = self.rt.enter();
             drop(p);
         }
-        docker::remove_run_blocking(&self.run_id);
+        if had_containers {
+            for p in docker::remove_run_blocking(&self.run_id).problems {
+                console::say(format!("platform: cleanup problem: {p}"));
+            }
+        }
     }
 }

@@ -1,0 +1,103 @@
+//! Ctrl-C during `cargo test --test platform` (driven in-process through the target's
+//! entry point, interrupted by a SIGINT to this very process): the run stops its checks,
+//! writes the JUnit with the unfinished one as "interrupted", removes its containers and
+//! exits 130. Alone in its binary: it sets the environment and signals itself.
+
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Arguments;
+
+const PLATFORM: &str = r#"
+[secrets]
+pw = { default = "int-secret-5d2c81" }
+
+[services.postgres]
+image = "platform-kit/postgres:15"
+env = { POSTGRES_USER = "platform", POSTGRES_PASSWORD = "${secret.pw}" }
+ports = { sql = 5432 }
+ready = [{ log = "database system is ready to accept connections", times = 2 }]
+startup_timeout = "60s"
+endpoint = { user = "platform", password = "${secret.pw}" }
+"#;
+
+const SUITE: &str = r#"
+[[check]]
+name = "slow"
+service = "postgres"
+[[check.step]]
+postgres.query.sql = "SELECT pg_sleep(60)"
+"#;
+
+fn labelled(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs");
+    assert!(
+        out.status.success(),
+        "the engine must answer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn ctrl_c_during_the_test_target_writes_the_report_and_removes_the_run() {
+    let dir = std::env::temp_dir().join(format!("harness-int-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("suites")).unwrap();
+    std::fs::write(dir.join("platform.toml"), PLATFORM).unwrap();
+    std::fs::write(dir.join("suites/int.toml"), SUITE).unwrap();
+    let junit = dir.join("junit.xml");
+    // The inner run's libtest lines go here: .ci/run tallies "test result:" lines.
+    let log = dir.join("libtest.log");
+    std::env::set_var("PLATFORM_SPEC", dir.join("platform.toml"));
+    std::env::set_var("PLATFORM_SUITES", dir.join("suites"));
+    std::env::set_var("PLATFORM_JUNIT", &junit);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mine = format!("label=org.platform-harness.pid={}", std::process::id());
+
+    let run = std::thread::spawn(move || {
+        platform_harness::run::libtest_run(
+            root,
+            Arguments::from_iter(["platform", "--logfile", log.to_str().unwrap()]),
+        )
+    });
+    // Once postgres runs, give the check a moment to be inside its query.
+    let start = Instant::now();
+    while labelled(&["ps", "-q", "--filter", &mine]).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "postgres never ran"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(Command::new("kill")
+        .args(["-INT", &std::process::id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let code = run.join().unwrap();
+
+    assert_eq!(code, ExitCode::from(130));
+    let xml = std::fs::read_to_string(&junit).expect("the report is written");
+    assert!(
+        xml.contains(
+            "<error message=\"interrupted: the run was stopped by a signal before this check finished\""
+        ),
+        "{xml}"
+    );
+    assert_eq!(
+        labelled(&["ps", "-aq", "--filter", &mine]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        labelled(&["network", "ls", "-q", "--filter", &mine]),
+        Vec::<String>::new()
+    );
+}

@@ -1,0 +1,199 @@
+//! A signal at any moment of `platform-verify run` leaves nothing of the run on the
+//! engine, and once the handler is in place the reports are still written, with the
+//! unfinished checks as errors "interrupted". Swept over start-up, checks and teardown.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+
+const BIN: &str = env!("CARGO_BIN_EXE_platform-verify");
+
+const PLATFORM: &str = r#"
+[secrets]
+pw = { default = "sig-secret-77a1c9" }
+
+[services.postgres]
+image = "platform-kit/postgres:15"
+env = { POSTGRES_USER = "platform", POSTGRES_PASSWORD = "${secret.pw}" }
+ports = { sql = 5432 }
+ready = [{ log = "database system is ready to accept connections", times = 2 }]
+startup_timeout = "60s"
+endpoint = { user = "platform", password = "${secret.pw}" }
+"#;
+
+const QUICK: &str = r#"
+[[check]]
+name = "quick"
+service = "postgres"
+[[check.step]]
+postgres.connect = {}
+"#;
+
+const SLOW: &str = r#"
+[[check]]
+name = "slow"
+service = "postgres"
+[[check.step]]
+postgres.query.sql = "SELECT pg_sleep(60)"
+"#;
+
+/// One platform at a time: the cases would otherwise start postgres all at once.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+#[derive(Debug, Clone, Copy)]
+enum Moment {
+    /// This long after the process started.
+    After(Duration),
+    /// As soon as the console shows this line.
+    Line(&'static str),
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Ids of what the engine holds with `label`; panics when the engine cannot be asked.
+fn labelled(kind: &str, label: &str) -> Vec<String> {
+    let mut args = vec![kind, "ls", "-q", "--filter", label];
+    if kind == "container" {
+        args.insert(2, "-a");
+    }
+    let out = Command::new("docker")
+        .args(&args)
+        .output()
+        .expect("docker runs");
+    assert!(
+        out.status.success(),
+        "the engine must answer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[rstest]
+#[case::sigint_at_once(Moment::After(Duration::from_millis(50)), "INT", true)]
+#[case::sigterm_early(Moment::After(Duration::from_millis(500)), "TERM", true)]
+#[case::sigint_while_creating(Moment::Line("platform: starting postgres"), "INT", true)]
+#[case::sigint_at_2s(Moment::After(Duration::from_secs(2)), "INT", true)]
+#[case::sigterm_during_checks(Moment::Line("postgres ready in"), "TERM", true)]
+#[case::sighup_during_checks(Moment::Line("ok signals::quick"), "HUP", true)]
+#[case::sigint_during_teardown(Moment::Line("platform: removing run"), "INT", false)]
+#[case::sigterm_during_teardown(Moment::Line("platform: removing run"), "TERM", false)]
+fn a_signal_at_any_moment_leaves_nothing_and_writes_the_report(
+    #[case] moment: Moment,
+    #[case] signal: &str,
+    #[case] slow: bool,
+) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("harness-sig-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("suites")).unwrap();
+    std::fs::write(dir.join("platform.toml"), PLATFORM).unwrap();
+    let suite = if slow {
+        format!("{QUICK}{SLOW}")
+    } else {
+        QUICK.to_string()
+    };
+    std::fs::write(dir.join("suites/signals.toml"), suite).unwrap();
+    let junit = dir.join("junit.xml");
+
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .current_dir(root())
+        .args(["run", "--platform"])
+        .arg(dir.join("platform.toml"))
+        .arg("--suites")
+        .arg(dir.join("suites"))
+        .arg("--junit")
+        .arg(&junit)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    // Keep reading, as a terminal would, so the interrupted run can still print.
+    let drain = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push(line);
+        }
+        all.join("\n")
+    });
+    match moment {
+        Moment::After(d) => std::thread::sleep(d.saturating_sub(started.elapsed())),
+        Moment::Line(wanted) => loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(90))
+                .unwrap_or_else(|_| panic!("never saw {wanted:?}"));
+            if line.contains(wanted) {
+                break;
+            }
+        },
+    }
+    let sent_at = started.elapsed();
+    assert!(Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    let said = drain.join().unwrap();
+    eprintln!(
+        "SIG{signal} at {sent_at:?}: {status:?}, total {:?}",
+        started.elapsed()
+    );
+
+    let label = format!("label=org.platform-harness.pid={pid}");
+    assert_eq!(
+        labelled("container", &label),
+        Vec::<String>::new(),
+        "a container of the run is left: {said}"
+    );
+    assert_eq!(
+        labelled("network", &label),
+        Vec::<String>::new(),
+        "a network of the run is left: {said}"
+    );
+    match status.code() {
+        // The handler was in place: the reports are written.
+        Some(130) => {
+            let xml = std::fs::read_to_string(&junit)
+                .unwrap_or_else(|e| panic!("no JUnit after SIG{signal}: {e}\n{said}"));
+            assert!(dir.join("platform-summary.md").exists(), "{said}");
+            if slow {
+                assert!(
+                    xml.contains("<error message=\"interrupted: the run was stopped by a signal"),
+                    "{xml}"
+                );
+            }
+            if matches!(moment, Moment::Line("ok signals::quick")) {
+                assert!(
+                    xml.contains(r#"<testcase name="quick" classname="signals""#)
+                        && !xml.contains("<error message=\"interrupted: the run was stopped by a signal before this check finished\" type=\"\">\n            <![CDATA[quick"),
+                    "a check that finished keeps its verdict: {xml}"
+                );
+            }
+        }
+        // Before the handler was installed the signal ends the process at once; only a
+        // signal in the first instant may do that.
+        None => assert!(
+            status.signal().is_some()
+                && matches!(moment, Moment::After(d) if d < Duration::from_secs(1)),
+            "{status:?}: {said}"
+        ),
+        Some(other) => panic!("exit code {other} after SIG{signal}: {said}"),
+    }
+}
