@@ -1,6 +1,7 @@
 //! One run: load the specs, select what the filters leave, start those services, run each
 //! check (as a libtest trial or as a task), tear everything down, write the reports.
 
+mod filters;
 mod interrupt;
 mod session;
 
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use libtest_mimic::{Arguments, Trial};
+use libtest_mimic::Trial;
 
 use crate::spec::{graph, Check, Spec};
 
@@ -44,7 +45,7 @@ const DEFAULT_TEST_THREADS: usize = 4;
 
 /// `cargo test --test platform` entry point.
 pub fn libtest_main(root: &Path) -> ExitCode {
-    let mut args = Arguments::from_args();
+    let (mut args, mut filters) = filters::parse(std::env::args_os());
     args.test_threads.get_or_insert(DEFAULT_TEST_THREADS);
     // From the repository root, so reports name files as a reader finds them
     // ("suites/kafka.toml:12") and relative PLATFORM_* paths mean the same wherever cargo
@@ -60,7 +61,13 @@ pub fn libtest_main(root: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let checks: Vec<Arc<Check>> = spec.checks().cloned().map(Arc::new).collect();
+    let mut checks: Vec<Arc<Check>> = spec.checks().cloned().map(Arc::new).collect();
+    if filters.len() <= 1 {
+        // libtest-mimic's own filter: its summary then counts what it filtered out.
+        args.filter = filters.pop();
+    } else {
+        checks.retain(|c| filters::matches_any(&args, &filters, &trial_stub(c)));
+    }
     let listing: Vec<Trial> = checks.iter().map(|c| trial_stub(c)).collect();
     if args.list {
         return libtest_mimic::run(&args, listing).exit_code();
