@@ -220,6 +220,7 @@ impl Session {
                         "did not finish before the run's deadline of {}",
                         humantime::format_duration(d)
                     )),
+                    started_at: Duration::ZERO,
                     duration: Duration::ZERO,
                     steps: Vec::new(),
                     service_logs: Vec::new(),
@@ -250,6 +251,7 @@ impl Session {
                 duration: started.elapsed(),
             },
         };
+        let ended = self.started.elapsed();
         let mut service_logs = Vec::new();
         if !run.outcome.is_pass() {
             if let Some(p) = &self.platform {
@@ -265,6 +267,7 @@ impl Session {
             name: check.name.clone(),
             location: check.location.clone(),
             outcome: run.outcome.clone(),
+            started_at: ended.saturating_sub(run.duration),
             duration: run.duration,
             steps: run.steps.clone(),
             service_logs,
