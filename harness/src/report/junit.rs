@@ -142,6 +142,7 @@ mod tests {
                 line: 7,
             },
             outcome,
+            started_at: Duration::ZERO,
             duration: Duration::from_millis(1500),
             steps: vec![StepRecord {
                 output: None,

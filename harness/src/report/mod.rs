@@ -4,6 +4,7 @@
 pub mod console;
 pub mod junit;
 pub mod summary;
+pub mod timeline;
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,6 +20,8 @@ pub struct CheckRecord {
     pub name: String,
     pub location: Location,
     pub outcome: Outcome,
+    /// When it began, counted from the run's start (for the timeline).
+    pub started_at: Duration,
     pub duration: Duration,
     pub steps: Vec<StepRecord>,
     /// Last log lines of the services the check used, when it did not pass.

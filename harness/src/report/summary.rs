@@ -13,6 +13,8 @@ pub fn render(run: &RunReport, masker: &Masker) -> String {
         "## Platform verification: {passed} passed, {failed} failed, {errors} errors ({:.1} s)\n\n",
         run.wall.as_secs_f64()
     );
+    md.push_str(&super::timeline::gantt(run));
+    md.push('\n');
     if !run.services.is_empty() {
         md.push_str("| service | image | ready in |\n|---|---|---|\n");
         for s in &run.services {
@@ -82,6 +84,7 @@ mod tests {
                 line: 3,
             },
             outcome,
+            started_at: Duration::ZERO,
             duration: Duration::from_millis(250),
             steps: vec![],
             service_logs: vec![],
@@ -103,6 +106,7 @@ mod tests {
             md.starts_with("## Platform verification: 1 passed, 1 failed, 0 errors"),
             "{md}"
         );
+        assert!(md.contains("```mermaid\ngantt\n"), "{md}");
         assert!(
             md.contains("| kafka | roundtrip | passed | 0.25 s |"),
             "{md}"

@@ -1,6 +1,7 @@
 //! One run: load the specs, select what the filters leave, start those services, run each
 //! check (as a libtest trial or as a task), tear everything down, write the reports.
 
+mod filters;
 pub mod interrupt;
 mod session;
 
@@ -49,7 +50,8 @@ const DEFAULT_TEST_THREADS: usize = 4;
 /// `cargo test --test platform` entry point.
 pub fn libtest_main(root: &Path) -> ExitCode {
     interrupt::install();
-    libtest_run(root, Arguments::from_args())
+    let (args, filters) = filters::parse(std::env::args_os());
+    run_filtered(root, args, filters)
 }
 
 /// The whole-run bound of the test target: `PLATFORM_DEADLINE=10m` (humantime, as
@@ -66,6 +68,13 @@ pub fn deadline_from_env() -> Result<Option<std::time::Duration>, String> {
 
 /// The test target with explicit arguments (tests drive it in-process).
 pub fn libtest_run(root: &Path, mut args: Arguments) -> ExitCode {
+    let filters = args.filter.take().into_iter().collect();
+    run_filtered(root, args, filters)
+}
+
+/// The test target with libtest's arguments and its positional filters (several, as
+/// libtest accepts them: a check runs when it matches any).
+fn run_filtered(root: &Path, mut args: Arguments, mut filters: Vec<String>) -> ExitCode {
     args.test_threads.get_or_insert(DEFAULT_TEST_THREADS);
     // From the repository root, so reports name files as a reader finds them
     // ("suites/kafka.toml:12") and relative PLATFORM_* paths mean the same wherever cargo
@@ -95,7 +104,13 @@ pub fn libtest_run(root: &Path, mut args: Arguments) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let checks: Vec<Arc<Check>> = spec.checks().cloned().map(Arc::new).collect();
+    let mut checks: Vec<Arc<Check>> = spec.checks().cloned().map(Arc::new).collect();
+    if filters.len() <= 1 {
+        // libtest-mimic's own filter: its summary then counts what it filtered out.
+        args.filter = filters.pop();
+    } else {
+        checks.retain(|c| filters::matches_any(&args, &filters, &trial_stub(c)));
+    }
     let listing: Vec<Trial> = checks.iter().map(|c| trial_stub(c)).collect();
     if args.list {
         return libtest_mimic::run(&args, listing).exit_code();

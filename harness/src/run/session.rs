@@ -261,6 +261,7 @@ impl Session {
             why = deadline => cut_short(why),
             run = self.run_one(check, started) => run,
         };
+        let ended = self.started.elapsed();
         let mut service_logs = Vec::new();
         // An interrupted run stops; it does not collect evidence.
         if !run.outcome.is_pass() && !interrupt::interrupted() {
@@ -277,6 +278,7 @@ impl Session {
             name: check.name.clone(),
             location: check.location.clone(),
             outcome: run.outcome.clone(),
+            started_at: ended.saturating_sub(run.duration),
             duration: run.duration,
             steps: run.steps.clone(),
             service_logs,
