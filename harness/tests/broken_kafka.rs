@@ -178,7 +178,12 @@ async fn a_real_broker_too_few_messages_then_frozen_then_killed() {
     println!("frozen in {took:.1?}: {msg}");
     assert!(msg.contains(&format!("kafka at 127.0.0.1:{port}")), "{msg}");
     assert!(msg.contains("fetching metadata"), "{msg}");
-    assert!(msg.contains("gave up after 12 s"), "{msg}");
+    // Either the metadata request times out, or librdkafka drops the silent connection
+    // first (its transport failure); both are bounded errors with the cause.
+    assert!(
+        msg.contains("gave up after 12 s") || msg.contains("Broker transport failure"),
+        "{msg}"
+    );
     assert!(took < Duration::from_secs(20), "took {took:?}");
     container.unpause().await.unwrap();
 

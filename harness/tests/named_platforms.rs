@@ -1,0 +1,55 @@
+//! Every named platform runs green with one command (`platform-verify run --platform NAME`),
+//! so a platform that ships keeps working. Needs Docker and the kit's images.
+
+use std::path::Path;
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+#[test]
+fn the_observability_platform_runs_green() {
+    let junit =
+        std::env::temp_dir().join(format!("named-observability-{}.xml", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_platform-verify"))
+        .current_dir(root())
+        .args(["run", "--platform", "observability", "--junit"])
+        .arg(&junit)
+        .output()
+        .expect("platform-verify runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        out.status.code()
+    );
+    let report = std::fs::read_to_string(&junit).expect("JUnit written");
+    for suite in ["redis", "prometheus", "opensearch", "postgres"] {
+        assert!(
+            report.contains(&format!("name=\"{suite}\"")),
+            "{suite} missing from the report"
+        );
+    }
+    assert!(!report.contains("<failure"), "{report}");
+    assert!(!report.contains("<error"), "{report}");
+    let _ = std::fs::remove_file(&junit);
+    let _ = std::fs::remove_file(junit.with_extension("md"));
+}
+
+#[test]
+fn an_unknown_platform_name_lists_the_known_ones() {
+    let out = Command::new(env!("CARGO_BIN_EXE_platform-verify"))
+        .current_dir(root())
+        .args(["validate", "--platform", "no-such-platform"])
+        .output()
+        .expect("platform-verify runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no platform named `no-such-platform`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("default, observability"), "{stderr}");
+}
