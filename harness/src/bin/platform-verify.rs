@@ -64,6 +64,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    platform_harness::report::log::init();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -11,6 +11,7 @@ use super::{StepContext, StepError, Vars};
 use crate::kinds::ServiceShell;
 use crate::platform::endpoint::Endpoint;
 use crate::spec::suite::{Check, RetryPolicy, Step};
+use tracing::Instrument;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -113,7 +114,13 @@ async fn run_steps(
                     vars,
                     shell,
                 };
-                run_step(step, &cx, &attempts).await
+                let span = tracing::info_span!(
+                    "step",
+                    n = i + 1,
+                    label = %step.label,
+                    service = %step.service
+                );
+                run_step(step, &cx, &attempts).instrument(span).await
             }
             None => Err(StepError::Error(format!(
                 "no endpoint for service `{}`",
@@ -150,14 +157,32 @@ async fn attempt(
     cx: &StepContext<'_>,
     attempts: &Mutex<usize>,
 ) -> Result<Value, StepError> {
-    if let Ok(mut n) = attempts.lock() {
-        *n += 1;
+    let n = attempts
+        .lock()
+        .map(|mut n| {
+            *n += 1;
+            *n
+        })
+        .unwrap_or_default();
+    let started = Instant::now();
+    let result: Result<Value, StepError> = async {
+        let output = step.action.run(cx).await?;
+        for a in &step.expect {
+            a.check_with(&output, cx.vars).map_err(StepError::Failure)?;
+        }
+        Ok(output)
     }
-    let output = step.action.run(cx).await?;
-    for a in &step.expect {
-        a.check_with(&output, cx.vars).map_err(StepError::Failure)?;
+    .await;
+    let took_ms = started.elapsed().as_millis() as u64;
+    match &result {
+        Ok(_) if n > 1 => tracing::info!(attempt = n, took_ms, "passed after retrying"),
+        Ok(_) => tracing::debug!(attempt = n, took_ms, "passed"),
+        Err(e) if step.retry != RetryPolicy::ONCE => {
+            tracing::info!(attempt = n, took_ms, error = %e.message(), "attempt did not pass; retrying while the policy allows")
+        }
+        Err(e) => tracing::debug!(attempt = n, took_ms, error = %e.message(), "did not pass"),
     }
-    Ok(output)
+    result
 }
 
 async fn run_step(

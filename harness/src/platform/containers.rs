@@ -25,6 +25,7 @@ use crate::secrets::Secrets;
 use crate::spec::platform::{PlatformSpec, ServiceSpec};
 use crate::spec::template;
 use futures::future::BoxFuture;
+use tracing::Instrument;
 
 /// How many log lines of a service go into a failure report.
 pub const LOG_TAIL_LINES: usize = 50;
@@ -145,10 +146,14 @@ impl ContainerPlatform {
             };
             let (tx, rx) = watch::channel(None);
             // Start now, not when the first check asks.
-            tasks.push(tokio::spawn(async move {
-                let result = job.run(deps).await;
-                tx.send_replace(Some(result));
-            }));
+            let span = tracing::info_span!("service", name = %name, image = %job.image);
+            tasks.push(tokio::spawn(
+                async move {
+                    let result = job.run(deps).await;
+                    tx.send_replace(Some(result));
+                }
+                .instrument(span),
+            ));
             starts.insert(name, rx);
         }
         Ok(Self {
@@ -475,6 +480,11 @@ impl StartJob {
             .await
             .map_err(|e| self.fail(format!("could not start its container: {e}"), String::new()))?;
         let container_id = container.id().to_string();
+        tracing::debug!(
+            container = %container_id,
+            took_ms = started.elapsed().as_millis() as u64,
+            "container created and started"
+        );
         let keep = |c| {
             if let Ok(mut all) = self.containers.lock() {
                 all.push(c);
@@ -522,6 +532,7 @@ impl StartJob {
             let argv: Result<Vec<String>, String> =
                 argv.iter().map(|a| template::render(a, vars)).collect();
             let left = deadline.saturating_duration_since(Instant::now());
+            tracing::debug!(command = ?argv, "after_start");
             let result = match argv {
                 _ if *self.stop.borrow() => Err("the run is stopping".into()),
                 Ok(argv) => run_exec(&self.docker, &container_id, argv, left).await,
@@ -542,6 +553,7 @@ impl StartJob {
                 network: &self.network,
             };
             let mut stop = self.stop.clone();
+            tracing::debug!(ports = ?host_ports, "published; waiting until it is ready");
             outcome =
                 readiness::wait_ready(&probe, &svc.ready, deadline, svc.startup_timeout, &mut stop)
                     .await;

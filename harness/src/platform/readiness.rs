@@ -44,6 +44,7 @@ pub async fn wait_ready(
         .build()
         .unwrap_or_default();
     let mut last: BTreeMap<usize, String> = BTreeMap::new();
+    let mut polls = 0u32;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let limit = left.min(PROBE_LIMIT).max(Duration::from_millis(100));
@@ -65,14 +66,32 @@ pub async fn wait_ready(
                         seconds(limit)
                     )),
                 };
-            if let Err(status) = status {
-                let i = conditions.iter().position(|x| x == c).unwrap_or(0);
-                last.insert(i, format!("{}: {status}", waiting_for(c)));
-                still.push(c);
+            let i = conditions.iter().position(|x| x == c).unwrap_or(0);
+            match status {
+                Err(status) => {
+                    last.insert(i, format!("{}: {status}", waiting_for(c)));
+                    still.push(c);
+                }
+                Ok(()) => {
+                    last.remove(&i);
+                }
             }
         }
         pending = still;
+        polls += 1;
+        tracing::debug!(
+            poll = polls,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            pending = pending.len(),
+            last = %last.values().cloned().collect::<Vec<_>>().join("; "),
+            "readiness poll"
+        );
         if pending.is_empty() {
+            tracing::debug!(
+                polls,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "ready"
+            );
             return Ok(());
         }
         let missing = || last.values().cloned().collect::<Vec<_>>().join("; ");

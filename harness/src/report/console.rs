@@ -1,4 +1,5 @@
-//! Progress lines on stderr (stdout belongs to libtest's own output), masked.
+//! Progress lines on stderr (stdout belongs to libtest's own output), masked by the
+//! subscriber that writes them.
 
 use super::CheckRecord;
 use crate::checks::Outcome;
@@ -14,10 +15,10 @@ pub fn mask(text: &str) -> String {
     secrets::mask(text)
 }
 
-/// Ignores a closed stderr: progress lines are not worth a panic.
+/// A progress line: an info event of the `platform` target, which the run's subscriber
+/// (`report::log`) prints as plain text on stderr, masked.
 pub fn say(line: impl AsRef<str>) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{}", mask(line.as_ref()));
+    tracing::info!(target: super::log::CONSOLE, "{}", line.as_ref());
 }
 
 pub fn verdict_word(o: &Outcome) -> &'static str {

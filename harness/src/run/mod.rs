@@ -49,6 +49,7 @@ const DEFAULT_TEST_THREADS: usize = 4;
 
 /// `cargo test --test platform` entry point.
 pub fn libtest_main(root: &Path) -> ExitCode {
+    crate::report::log::init();
     interrupt::install();
     let (args, filters) = filters::parse(std::env::args_os());
     run_filtered(root, args, filters)

@@ -21,6 +21,7 @@ use crate::report::{console, write_reports, CheckRecord, RunReport};
 use crate::secrets::{Masker, Secrets};
 use crate::spec::graph;
 use crate::spec::{Check, Spec};
+use tracing::Instrument;
 
 /// A started run. Dropping it removes every container of the run, also during a panic.
 pub struct Session {
@@ -55,6 +56,8 @@ impl Session {
         selected: &BTreeSet<String>,
         endpoints: Option<&Path>,
     ) -> Result<Self, String> {
+        // Idempotent; here for callers that drive a session without an entry point.
+        crate::report::log::init();
         let started = Instant::now();
         interrupt::install();
         let external = endpoints
@@ -236,6 +239,11 @@ impl Session {
 
 impl Session {
     async fn execute(&self, check: &Check) -> CheckRecord {
+        let span = tracing::info_span!("check", id = %check.id());
+        self.execute_in_span(check).instrument(span).await
+    }
+
+    async fn execute_in_span(&self, check: &Check) -> CheckRecord {
         let started = Instant::now();
         let cut_short = |why: String| CheckRun {
             outcome: Outcome::Errored(why),
