@@ -75,6 +75,57 @@ fn suite_schema_is_committed_and_every_suite_satisfies_it() {
     }
 }
 
+fn assert_schema_line(files: &[PathBuf], schema_file: &str) {
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let first = text.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("#:schema ") && first.ends_with(schema_file),
+            "{} lacks its `#:schema ...{schema_file}` line",
+            f.display()
+        );
+        let target = f
+            .parent()
+            .unwrap()
+            .join(first.trim_start_matches("#:schema ").trim());
+        assert!(
+            target.is_file(),
+            "{}: {} does not exist",
+            f.display(),
+            target.display()
+        );
+    }
+}
+
+#[test]
+fn platform_schema_is_committed_and_every_platform_file_satisfies_it() {
+    let schema = committed(
+        "platform.schema.json",
+        &platform_harness::spec::schema::platform(),
+    );
+    let mut files = vec![root().join("fixtures/platform.toml")];
+    files.extend(toml_files(&root().join("fixtures/platforms")));
+    let errors: Vec<String> = files.iter().flat_map(|f| errors_of(&schema, f)).collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    assert_schema_line(&files, "harness/schema/platform.schema.json");
+}
+
+#[test]
+fn endpoints_schema_is_committed_and_the_example_satisfies_it() {
+    let schema = committed(
+        "endpoints.schema.json",
+        &platform_harness::platform::external::schema(),
+    );
+    let files = vec![root().join("fixtures/endpoints.example.toml")];
+    let errors: Vec<String> = files.iter().flat_map(|f| errors_of(&schema, f)).collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    assert_schema_line(&files, "harness/schema/endpoints.schema.json");
+    // A credential given as a value where a reference belongs is not valid.
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let bad = serde_json::json!({ "services": { "pg": { "host": "h", "ports": { "sql": 5432 }, "credentials": { "password": "hunter22" } } } });
+    assert!(!validator.is_valid(&bad));
+}
+
 #[test]
 fn the_suite_schema_rejects_what_validate_rejects() {
     let schema = platform_harness::spec::schema::suite();

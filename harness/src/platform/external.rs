@@ -14,29 +14,45 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Endpoint, ServiceFailure};
 use crate::spec::{SpecError, SpecErrors};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct EndpointsFile {
+    #[schemars(with = "BTreeMap<String, ServiceEndpoint>")]
     services: BTreeMap<String, Spanned<ServiceEndpoint>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ServiceEndpoint {
     host: String,
     ports: BTreeMap<String, u16>,
     // Both taken as raw values and checked here: serde's own "invalid type" message
     // quotes the value, and a value typed where a credential belongs is one.
+    /// Plain parameters (user, database, region...); credentials never go here.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     params: BTreeMap<String, Spanned<toml::Value>>,
+    /// Where each credential is read from: `{ env = "VAR" }` or `{ file = "path" }`.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, CredentialSchema>")]
     credentials: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+/// The shape `credentials` values are checked against (by hand, so no message quotes a
+/// value typed in their place); here for the schema.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct CredentialSchema {
+    env: Option<String>,
+    file: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -61,6 +77,11 @@ impl std::fmt::Debug for ExternalPlatform {
             .field("secrets", &format_args!("{} value(s)", self.secrets.len()))
             .finish()
     }
+}
+
+/// The schema of endpoints files (`fixtures/endpoints.example.toml`).
+pub fn schema() -> serde_json::Value {
+    schemars::schema_for!(EndpointsFile).to_value()
 }
 
 impl ExternalPlatform {

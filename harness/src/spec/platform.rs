@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -11,19 +12,22 @@ use super::error::{SpecError, SpecErrors};
 use super::graph;
 use super::template;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PlatformFile {
+pub(super) struct PlatformFile {
     /// Suite files shared with other platforms, relative to this file's directory.
     #[serde(default)]
+    #[schemars(with = "Vec<PathBuf>")]
     include_suites: Vec<Spanned<PathBuf>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, SecretSource>")]
     secrets: BTreeMap<String, Spanned<SecretSource>>,
+    #[schemars(with = "BTreeMap<String, ServiceFile>")]
     services: BTreeMap<String, Spanned<ServiceFile>>,
 }
 
 /// Where a secret's value comes from. Values never appear in a spec that reports quote.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSource {
     /// Environment variable holding the value.
@@ -45,7 +49,7 @@ impl std::fmt::Debug for SecretSource {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ServiceFile {
     image: String,
@@ -57,12 +61,18 @@ struct ServiceFile {
     #[serde(default)]
     ports: BTreeMap<String, u16>,
     #[serde(default)]
+    #[schemars(with = "Vec<CopySpec>")]
     copy: Vec<Spanned<CopySpec>>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     depends_on: Vec<Spanned<String>>,
+    #[schemars(with = "Vec<ReadyFile>")]
     ready: Vec<Spanned<ReadyFile>>,
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     startup_timeout: Option<Duration>,
+    /// A size with a unit ("512 MiB") or bytes.
+    #[schemars(with = "Option<serde_json::Value>")]
     memory: Option<bytesize::ByteSize>,
     #[serde(default)]
     after_start: Vec<Vec<String>>,
@@ -71,7 +81,7 @@ struct ServiceFile {
 }
 
 /// A file or directory copied into the container before it starts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CopySpec {
     /// Relative to the platform file's directory.
@@ -83,7 +93,7 @@ pub struct CopySpec {
     pub template: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ReadyFile {
     log: Option<String>,

@@ -42,6 +42,11 @@ impl JsonSchema for StepSchema {
     }
 }
 
+/// The schema of platform files (`fixtures/platform.toml`, `fixtures/platforms/*.toml`).
+pub fn platform() -> Value {
+    schemars::schema_for!(super::platform::PlatformFile).to_value()
+}
+
 /// The schema of `suites/*.toml`.
 pub fn suite() -> Value {
     schemars::schema_for!(SuiteFile).to_value()
