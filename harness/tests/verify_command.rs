@@ -254,3 +254,87 @@ fn ctrl_c_removes_the_run() {
         .stdout
         .is_empty());
 }
+
+/// From a directory with no platform file, an endpoints file alone is enough to run the
+/// project's own suites (those it has endpoints for); a selected check whose service the
+/// file lacks is one error before anything runs.
+#[test]
+fn endpoints_alone_run_the_project_suites_from_any_directory() {
+    const PORT: u16 = 55433;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let pg = format!("outside-pg-alone-{id}");
+    let _cleanup = Outside(vec![pg.clone()]);
+    let published = format!("127.0.0.1:{PORT}:5432");
+    assert!(docker(&[
+        "run",
+        "-d",
+        "--name",
+        &pg,
+        "-p",
+        &published,
+        "-e",
+        "POSTGRES_USER=platform",
+        "-e",
+        "POSTGRES_DB=platform",
+        "-e",
+        "POSTGRES_PASSWORD=alone-pw-7730",
+        "platform-kit/postgres:15",
+    ])
+    .status
+    .success());
+    wait_for("postgres", || {
+        let logs = docker(&["logs", &pg]);
+        (String::from_utf8_lossy(&logs.stdout) + String::from_utf8_lossy(&logs.stderr))
+            .matches("database system is ready to accept connections")
+            .count()
+            >= 2
+    });
+    let dir = std::env::temp_dir().join(format!("harness-alone-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("endpoints.toml"),
+        format!(
+            "[services.postgres]\nhost = \"127.0.0.1\"\nports = {{ sql = {PORT} }}\nparams = {{ user = \"platform\", database = \"platform\" }}\ncredentials = {{ password = {{ env = \"ALONE_PG_PASSWORD\" }} }}\n"
+        ),
+    )
+    .unwrap();
+    let run = |filter: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(&dir)
+            .env("ALONE_PG_PASSWORD", "alone-pw-7730")
+            .args(["run", "--endpoints", "endpoints.toml", "--suites"])
+            .arg(root().join("suites"))
+            .args(["--junit", "junit.xml"]);
+        if let Some(f) = filter {
+            cmd.args(["--filter", f]);
+        }
+        cmd.output().unwrap()
+    };
+    assert!(!dir.join("fixtures/platform.toml").exists());
+
+    let out = run(Some("postgres::a"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("accepts_login") && junit.contains("answers_queries"),
+        "{junit}"
+    );
+
+    let out = run(None);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("endpoints.toml has no endpoint for"),
+        "{said}"
+    );
+    for missing in ["`kafka`", "`minio`", "`mlflow`", "`trino`"] {
+        assert!(said.contains(missing), "{missing}: {said}");
+    }
+    assert!(!said.contains("alone-pw-7730"));
+    let _ = std::fs::remove_dir_all(dir);
+}

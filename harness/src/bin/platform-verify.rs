@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use platform_harness::checks::Outcome;
 use platform_harness::platform::external::ExternalPlatform;
 use platform_harness::report::write_reports;
-use platform_harness::run::{interrupt, services_for, Session};
+use platform_harness::run::{interrupt, load_spec, services_for, Session};
 use platform_harness::spec::{named, Spec};
 
 #[derive(Parser)]
@@ -90,7 +90,7 @@ fn load(a: &SpecArgs) -> Result<Spec, ExitCode> {
         None => (PathBuf::from(&a.platform), PathBuf::from("suites")),
     };
     let suites = a.suites.clone().unwrap_or(suites);
-    let spec = Spec::load(&platform, &suites).map_err(|e| {
+    let spec = load_spec(&platform, &suites, a.endpoints.as_deref()).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(2)
     })?;

@@ -78,7 +78,7 @@ pub trait Action: Debug + Send + Sync {
     fn extra_services(&self) -> Vec<String> {
         Vec::new()
     }
-    /// Resolves relative file names against the platform spec's directory when the suite
+    /// Resolves relative file names against the suite file's directory when the suite
     /// loads; `Err` says which file is missing.
     fn resolve_files(&mut self, _base: &Path) -> Result<(), String> {
         Ok(())

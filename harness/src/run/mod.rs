@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Trial};
 
-use crate::spec::{graph, named, Check, Spec};
+use crate::platform::external::ExternalPlatform;
+use crate::spec::{graph, named, Check, PlatformSpec, Spec};
 
 pub use session::Session;
 
@@ -46,6 +47,20 @@ impl Paths {
 /// Trials wait on the network, not the CPU; libtest's default (one per core) would leave
 /// a 2-core machine idle while a broker starts.
 const DEFAULT_TEST_THREADS: usize = 4;
+
+/// The platform and suites of a run. With an endpoints file and no platform file, the
+/// endpoints file alone says which services exist (nothing is started anyway).
+pub fn load_spec(platform: &Path, suites: &Path, endpoints: Option<&Path>) -> Result<Spec, String> {
+    match endpoints {
+        Some(file) if !platform.exists() => {
+            let external = ExternalPlatform::load(file).map_err(|e| e.to_string())?;
+            let services = external.endpoints.keys().cloned();
+            Spec::with_platform(PlatformSpec::of_endpoints(file, services), suites)
+                .map_err(|e| e.to_string())
+        }
+        _ => Spec::load(platform, suites).map_err(|e| e.to_string()),
+    }
+}
 
 /// `cargo test --test platform` entry point.
 pub fn libtest_main(root: &Path) -> ExitCode {
@@ -98,7 +113,7 @@ fn run_filtered(root: &Path, mut args: Arguments, mut filters: Vec<String>) -> E
             return ExitCode::from(2);
         }
     };
-    let spec = match Spec::load(&paths.platform, &paths.suites) {
+    let spec = match load_spec(&paths.platform, &paths.suites, paths.endpoints.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: invalid platform or suite spec:\n{e}");

@@ -64,6 +64,23 @@ impl Session {
             .map(ExternalPlatform::load)
             .transpose()
             .map_err(|e| e.to_string())?;
+        if let Some(e) = &external {
+            // One clear error before anything runs, rather than one per check.
+            let missing: BTreeSet<String> = checks
+                .iter()
+                .filter(|c| selected.contains(&c.id()))
+                .flat_map(|c| c.services())
+                .filter(|s| !e.endpoints.contains_key(s))
+                .collect();
+            if !missing.is_empty() {
+                return Err(format!(
+                    "{} has no endpoint for {}, which the selected checks use: add {} to it, or leave those checks out with a filter",
+                    e.file.display(),
+                    missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                    if missing.len() == 1 { "it" } else { "them" }
+                ));
+            }
+        }
         let secrets = match &external {
             // The platform spec's secrets belong to the containers it would start.
             Some(_) => Secrets::default(),

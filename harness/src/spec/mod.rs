@@ -27,7 +27,12 @@ pub struct Spec {
 
 impl Spec {
     pub fn load(platform_file: &Path, suites_dir: &Path) -> Result<Self, SpecErrors> {
-        let platform = PlatformSpec::load(platform_file)?;
+        Self::with_platform(PlatformSpec::load(platform_file)?, suites_dir)
+    }
+
+    /// The suites of `suites_dir` (and the platform's shared ones) against a platform
+    /// already read, or made from an endpoints file (`PlatformSpec::of_endpoints`).
+    pub fn with_platform(platform: PlatformSpec, suites_dir: &Path) -> Result<Self, SpecErrors> {
         let mut files: Vec<_> = std::fs::read_dir(suites_dir)
             .map_err(|e| SpecError::file(suites_dir, format!("cannot read suites directory: {e}")))?
             .filter_map(|e| e.ok().map(|e| e.path()))

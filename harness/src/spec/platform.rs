@@ -177,6 +177,9 @@ pub struct PlatformSpec {
     pub include_suites: Vec<PathBuf>,
     pub secrets: BTreeMap<String, SecretSource>,
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Made from an endpoints file alone: suites may name any service; a run checks that
+    /// the file has the ones its selected checks use.
+    pub endpoints_only: bool,
 }
 
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -336,6 +339,7 @@ impl PlatformSpec {
         if errors.is_empty() {
             Ok(Self {
                 file: file.to_path_buf(),
+                endpoints_only: false,
                 include_suites,
                 secrets: raw
                     .secrets
@@ -350,6 +354,45 @@ impl PlatformSpec {
     }
 
     /// The directory relative paths in the spec start from.
+    /// A platform known only by its endpoints (`platform-verify run --endpoints FILE` with
+    /// no platform file): the services the file names, nothing to start. Suites are
+    /// validated against these names, so a service the file lacks is an error at load.
+    pub fn of_endpoints(endpoints_file: &Path, services: impl IntoIterator<Item = String>) -> Self {
+        let services = services
+            .into_iter()
+            .map(|name| {
+                let spec = ServiceSpec {
+                    name: name.clone(),
+                    image: String::new(),
+                    upstream_image: None,
+                    env: BTreeMap::new(),
+                    command: Vec::new(),
+                    ports: BTreeMap::new(),
+                    copy: Vec::new(),
+                    depends_on: Vec::new(),
+                    ready: Vec::new(),
+                    startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+                    memory: None,
+                    after_start: Vec::new(),
+                    endpoint: BTreeMap::new(),
+                };
+                (name, spec)
+            })
+            .collect();
+        Self {
+            file: endpoints_file.to_path_buf(),
+            endpoints_only: true,
+            include_suites: Vec::new(),
+            secrets: BTreeMap::new(),
+            services,
+        }
+    }
+
+    /// Whether suites may name `service`.
+    pub fn knows(&self, service: &str) -> bool {
+        self.endpoints_only || self.services.contains_key(service)
+    }
+
     pub fn base_dir(&self) -> &Path {
         self.file.parent().unwrap_or(Path::new("."))
     }

@@ -180,6 +180,7 @@ impl Suite {
     pub fn parse(file: &Path, source: &str, platform: &PlatformSpec) -> Result<Self, SpecErrors> {
         let raw: SuiteFile =
             toml::from_str(source).map_err(|e| SpecError::from_toml(file, source, &e))?;
+        let suite_dir = file.parent().unwrap_or(Path::new(""));
         let mut step_tables =
             step_table::steps_of(source).map_err(|e| SpecError::from_toml(file, source, &e))?;
         let err =
@@ -191,7 +192,7 @@ impl Suite {
                 .unwrap_or_default()
         });
         let known_service = |s: &Spanned<String>, errors: &mut Vec<SpecError>| {
-            if !platform.services.contains_key(s.get_ref()) {
+            if !platform.knows(s.get_ref()) {
                 errors.push(err(
                     s.span(),
                     format!(
@@ -264,7 +265,7 @@ impl Suite {
                 .cloned()
                 .collect();
             for (i, s) in tables.into_iter().enumerate() {
-                match build_step(s, &defined, i, c, &raw, platform) {
+                match build_step(s, &defined, i, c, &raw, suite_dir, platform) {
                     Ok(step) => {
                         defined.extend(step.capture.iter().map(|c| c.var.clone()));
                         steps.push(step)
@@ -312,6 +313,7 @@ fn build_step(
     index: usize,
     check: &CheckFile,
     suite: &SuiteFile,
+    suite_dir: &Path,
     platform: &PlatformSpec,
 ) -> Result<Step, StepError> {
     let span = table.span.clone();
@@ -346,8 +348,10 @@ fn build_step(
             ));
         }
     }
+    // Data files are named relative to the suite, so a suite runs the same against any
+    // platform file, or none (endpoints mode).
     action
-        .resolve_files(platform.base_dir())
+        .resolve_files(suite_dir)
         .map_err(|m| (span.clone(), m))?;
     let kind_name = |action: &dyn Action| match action.verb() {
         "" => kind.namespace().to_string(),
@@ -371,14 +375,14 @@ fn build_step(
         })?,
     };
     for extra in action.extra_services() {
-        if !platform.services.contains_key(&extra) {
+        if !platform.knows(&extra) {
             return Err((
                 span.clone(),
                 format!("service `{extra}` is not defined in the platform spec"),
             ));
         }
     }
-    if !platform.services.contains_key(&service) {
+    if !platform.knows(&service) {
         let at = s.service.as_ref().map_or(span.clone(), |v| v.span());
         return Err((
             at,

@@ -103,8 +103,8 @@ impl PipelineAction {
         }
     }
 
-    /// Makes relative file names absolute against `base` (the platform spec's directory,
-    /// `fixtures/`) and checks the files exist, so a typo fails when the suite loads.
+    /// Makes relative file names absolute against `base` (the suite file's directory)
+    /// and checks the files exist, so a typo fails when the suite loads.
     fn resolve_paths(&mut self, base: &Path) -> Result<(), String> {
         match self {
             Self::LoadCsv(spec) => spec.resolve(base),

@@ -17,7 +17,7 @@ use crate::kinds::{StepContext, StepError};
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadCsvSpec {
-    /// Relative to the platform spec's directory (`fixtures/`). Its first line names the
+    /// Relative to the suite file's directory. Its first line names the
     /// columns, which COPY fills in that order.
     pub file: PathBuf,
     /// `schema.table`; may hold `${var}`.
