@@ -477,9 +477,12 @@ impl Session {
 }
 
 /// Puts the cause in front of a check's message: the first line is what summaries show.
+/// A check that was not run never reached its services: its cause is the predecessor it
+/// names, and an exited container would only mislead.
 fn with_cause(outcome: &Outcome, cause: &str) -> Outcome {
     match outcome {
         Outcome::Passed => Outcome::Passed,
+        Outcome::Errored(m) if m.starts_with("not run:") => outcome.clone(),
         Outcome::Failed(m) => Outcome::Failed(format!("{cause}; {m}")),
         Outcome::Errored(m) => Outcome::Errored(format!("{cause}; {m}")),
     }
