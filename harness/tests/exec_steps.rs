@@ -9,18 +9,7 @@ use platform_harness::checks::Outcome;
 use platform_harness::run::Session;
 use platform_harness::spec::{Check, Spec};
 
-const PLATFORM: &str = r#"
-[secrets]
-pw = { default = "exec-test-pw-4c1d" }
-
-[services.postgres]
-image = "platform-kit/postgres:15"
-env = { POSTGRES_USER = "platform", POSTGRES_PASSWORD = "${secret.pw}" }
-ports = { sql = 5432 }
-ready = [{ log = "database system is ready to accept connections", times = 2 }]
-startup_timeout = "60s"
-endpoint = { user = "platform", password = "${secret.pw}" }
-"#;
+mod common;
 
 const SUITE: &str = r#"
 service = "postgres"
@@ -51,7 +40,11 @@ exec = { cmd = ["no-such-cli", "--version"] }
 fn exec_steps_in_a_real_container() {
     let dir = std::env::temp_dir().join(format!("harness-exec-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(dir.join("suites")).unwrap();
-    std::fs::write(dir.join("platform.toml"), PLATFORM).unwrap();
+    std::fs::write(
+        dir.join("platform.toml"),
+        common::postgres_platform("{ default = \"exec-test-pw-4c1d\" }"),
+    )
+    .unwrap();
     std::fs::write(dir.join("suites/exec.toml"), SUITE).unwrap();
     let spec = Spec::load(&dir.join("platform.toml"), &dir.join("suites")).unwrap();
     let checks: Vec<Arc<Check>> = spec.checks().cloned().map(Arc::new).collect();

@@ -83,7 +83,14 @@ fn each_image_serves_its_real_service_and_fails_once_killed() {
             c.name,
             msg.lines().next().unwrap_or_default()
         );
-        assert!(msg.starts_with("ERROR: step 1"), "{msg}");
+        // The cause first (how the container ended), then the step that met it.
+        assert!(
+            msg.starts_with(&format!(
+                "ERROR: {} exited: killed, exit code 137; step 1",
+                c.name
+            )),
+            "{msg}"
+        );
         assert!(
             msg.contains(&format!("on {}", c.name)),
             "names the service: {msg}"

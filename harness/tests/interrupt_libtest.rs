@@ -4,23 +4,12 @@
 //! exits 130. Alone in its binary: it sets the environment and signals itself.
 
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Arguments;
 
-const PLATFORM: &str = r#"
-[secrets]
-pw = { default = "int-secret-5d2c81" }
-
-[services.postgres]
-image = "platform-kit/postgres:15"
-env = { POSTGRES_USER = "platform", POSTGRES_PASSWORD = "${secret.pw}" }
-ports = { sql = 5432 }
-ready = [{ log = "database system is ready to accept connections", times = 2 }]
-startup_timeout = "60s"
-endpoint = { user = "platform", password = "${secret.pw}" }
-"#;
+mod common;
 
 const SUITE: &str = r#"
 [[check]]
@@ -30,27 +19,15 @@ service = "postgres"
 postgres.query.sql = "SELECT pg_sleep(60)"
 "#;
 
-fn labelled(args: &[&str]) -> Vec<String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker runs");
-    assert!(
-        out.status.success(),
-        "the engine must answer: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn ctrl_c_during_the_test_target_writes_the_report_and_removes_the_run() {
     let dir = std::env::temp_dir().join(format!("harness-int-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(dir.join("suites")).unwrap();
-    std::fs::write(dir.join("platform.toml"), PLATFORM).unwrap();
+    std::fs::write(
+        dir.join("platform.toml"),
+        common::postgres_platform("{ default = \"int-secret-5d2c81\" }"),
+    )
+    .unwrap();
     std::fs::write(dir.join("suites/int.toml"), SUITE).unwrap();
     let junit = dir.join("junit.xml");
     // The inner run's libtest lines go here: .ci/run tallies "test result:" lines.
@@ -69,7 +46,7 @@ fn ctrl_c_during_the_test_target_writes_the_report_and_removes_the_run() {
     });
     // Once postgres runs, give the check a moment to be inside its query.
     let start = Instant::now();
-    while labelled(&["ps", "-q", "--filter", &mine]).is_empty() {
+    while common::labelled("container", &mine).is_empty() {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "postgres never ran"
@@ -89,12 +66,6 @@ fn ctrl_c_during_the_test_target_writes_the_report_and_removes_the_run() {
         ),
         "{xml}"
     );
-    assert_eq!(
-        labelled(&["ps", "-aq", "--filter", &mine]),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        labelled(&["network", "ls", "-q", "--filter", &mine]),
-        Vec::<String>::new()
-    );
+    assert_eq!(common::labelled("container", &mine), Vec::<String>::new());
+    assert_eq!(common::labelled("network", &mine), Vec::<String>::new());
 }

@@ -4,10 +4,12 @@
 //! the process's environment.
 
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Arguments;
+
+mod common;
 
 /// A service that starts at once but never gets ready (its timeout is far away).
 const PLATFORM: &str = r#"
@@ -33,26 +35,6 @@ service = "slow"
 [[check.step]]
 postgres.connect = {}
 "#;
-
-fn labelled(kind: &str, label: &str) -> Vec<String> {
-    let mut args = vec![kind, "ls", "-q", "--filter", label];
-    if kind == "container" {
-        args.insert(2, "-a");
-    }
-    let out = Command::new("docker")
-        .args(&args)
-        .output()
-        .expect("docker runs");
-    assert!(
-        out.status.success(),
-        "the engine must answer: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
 
 #[test]
 fn platform_deadline_turns_unfinished_checks_into_errors_and_cleans_up() {
@@ -100,6 +82,6 @@ fn platform_deadline_turns_unfinished_checks_into_errors_and_cleans_up() {
         "{xml}"
     );
     let me = format!("label=org.platform-harness.pid={}", std::process::id());
-    assert_eq!(labelled("container", &me), Vec::<String>::new());
-    assert_eq!(labelled("network", &me), Vec::<String>::new());
+    assert_eq!(common::labelled("container", &me), Vec::<String>::new());
+    assert_eq!(common::labelled("network", &me), Vec::<String>::new());
 }

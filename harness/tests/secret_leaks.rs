@@ -8,6 +8,8 @@ use std::process::Command;
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_platform-verify");
 
 /// Every character class an encoder treats differently: `$` (templates), `/` and space
@@ -106,23 +108,14 @@ fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-const PLATFORM: &str = r#"
-[secrets]
-pg = { env = "LEAK_TEST_PG_PASSWORD" }
-
-[services.postgres]
-image = "platform-kit/postgres:15"
-env = { POSTGRES_USER = "platform", POSTGRES_PASSWORD = "${secret.pg}" }
-ports = { sql = 5432 }
-ready = [{ log = "database system is ready to accept connections", times = 2 }]
-startup_timeout = "60s"
-endpoint = { user = "platform", password = "${secret.pg}", database = "platform" }
-"#;
-
 fn workdir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("harness-leak-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(dir.join("suites")).unwrap();
-    std::fs::write(dir.join("platform.toml"), PLATFORM).unwrap();
+    std::fs::write(
+        dir.join("platform.toml"),
+        common::postgres_platform("{ env = \"LEAK_TEST_PG_PASSWORD\" }"),
+    )
+    .unwrap();
     std::fs::write(dir.join("suites/leak.toml"), suite()).unwrap();
     dir
 }

@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -12,20 +11,9 @@ use std::time::{Duration, Instant};
 
 use rstest::rstest;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_platform-verify");
-
-const PLATFORM: &str = r#"
-[secrets]
-pw = { default = "sig-secret-77a1c9" }
-
-[services.postgres]
-image = "platform-kit/postgres:15"
-env = { POSTGRES_USER = "platform", POSTGRES_PASSWORD = "${secret.pw}" }
-ports = { sql = 5432 }
-ready = [{ log = "database system is ready to accept connections", times = 2 }]
-startup_timeout = "60s"
-endpoint = { user = "platform", password = "${secret.pw}" }
-"#;
 
 const QUICK: &str = r#"
 [[check]]
@@ -54,34 +42,6 @@ enum Moment {
     Line(&'static str),
 }
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Ids of what the engine holds with `label`; panics when the engine cannot be asked.
-fn labelled(kind: &str, label: &str) -> Vec<String> {
-    let mut args = vec![kind, "ls", "-q", "--filter", label];
-    if kind == "container" {
-        args.insert(2, "-a");
-    }
-    let out = Command::new("docker")
-        .args(&args)
-        .output()
-        .expect("docker runs");
-    assert!(
-        out.status.success(),
-        "the engine must answer: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 #[rstest]
 #[case::sigint_at_once(Moment::After(Duration::from_millis(50)), "INT", true)]
 #[case::sigterm_early(Moment::After(Duration::from_millis(500)), "TERM", true)]
@@ -99,7 +59,11 @@ fn a_signal_at_any_moment_leaves_nothing_and_writes_the_report(
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("harness-sig-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(dir.join("suites")).unwrap();
-    std::fs::write(dir.join("platform.toml"), PLATFORM).unwrap();
+    std::fs::write(
+        dir.join("platform.toml"),
+        common::postgres_platform("{ default = \"sig-secret-77a1c9\" }"),
+    )
+    .unwrap();
     let suite = if slow {
         format!("{QUICK}{SLOW}")
     } else {
@@ -110,7 +74,7 @@ fn a_signal_at_any_moment_leaves_nothing_and_writes_the_report(
 
     let started = Instant::now();
     let mut child = Command::new(BIN)
-        .current_dir(root())
+        .current_dir(common::root())
         .args(["run", "--platform"])
         .arg(dir.join("platform.toml"))
         .arg("--suites")
@@ -156,12 +120,12 @@ fn a_signal_at_any_moment_leaves_nothing_and_writes_the_report(
 
     let label = format!("label=org.platform-harness.pid={pid}");
     assert_eq!(
-        labelled("container", &label),
+        common::labelled("container", &label),
         Vec::<String>::new(),
         "a container of the run is left: {said}"
     );
     assert_eq!(
-        labelled("network", &label),
+        common::labelled("network", &label),
         Vec::<String>::new(),
         "a network of the run is left: {said}"
     );

@@ -620,24 +620,13 @@ impl StartJob {
 /// A file as itself (empty relative path), or a directory's files with their paths
 /// relative to it.
 fn files_below(path: &Path) -> std::io::Result<Vec<(std::path::PathBuf, std::path::PathBuf)>> {
-    if path.is_file() {
-        return Ok(vec![(Default::default(), path.to_path_buf())]);
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let p = entry?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(path).unwrap_or(&p).to_path_buf();
-                out.push((rel, p));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    Ok(crate::spec::platform::files_below(path)?
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(path).unwrap_or(&p).to_path_buf();
+            (rel, p)
+        })
+        .collect())
 }
 
 async fn run_exec(

@@ -392,34 +392,14 @@ pub async fn exec(
     }
 }
 
+/// One implementation of a container exec: `shell::exec_unbounded`, its streams joined.
 async fn exec_unbounded(
     docker: &Docker,
     container_id: &str,
     argv: &[String],
-) -> Result<(i64, String), BollardError> {
-    use testcontainers::bollard::exec::{CreateExecOptions, StartExecResults};
-    let created = docker
-        .create_exec(
-            container_id,
-            CreateExecOptions {
-                cmd: Some(argv.to_vec()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let mut output = String::new();
-    if let StartExecResults::Attached {
-        output: mut stream, ..
-    } = docker.start_exec(&created.id, None).await?
-    {
-        while let Some(Ok(chunk)) = stream.next().await {
-            output.push_str(&chunk.to_string());
-        }
-    }
-    let inspect = docker.inspect_exec(&created.id).await?;
-    Ok((inspect.exit_code.unwrap_or(-1), output))
+) -> Result<(i64, String), String> {
+    let out = super::shell::exec_unbounded(docker, container_id, argv).await?;
+    Ok((out.exit_code, out.stdout + &out.stderr))
 }
 
 /// "20 s", "2.5 s": how the messages show a duration.

@@ -27,7 +27,7 @@ pub async fn exec(
         })
 }
 
-async fn exec_unbounded(
+pub(super) async fn exec_unbounded(
     docker: &Docker,
     container_id: &str,
     argv: &[String],

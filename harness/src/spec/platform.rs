@@ -504,9 +504,9 @@ fn copy_template_problems<T>(
     problems
 }
 
-/// The files at `path`: itself, or every file below it. Iterative: a deep tree cannot
-/// exhaust the stack.
-fn files_below(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// The files at `path`: itself, or every file below it, sorted. Iterative: a deep tree
+/// cannot exhaust the stack. (What `copy` copies.)
+pub fn files_below(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }

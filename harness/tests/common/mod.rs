@@ -1,0 +1,68 @@
+//! What several test binaries share: a one-service PostgreSQL platform, a scratch
+//! directory holding a platform and suites, and asking the engine what it holds.
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate lives in the repository")
+        .to_path_buf()
+}
+
+/// A platform of one kit PostgreSQL whose password is the secret `pw`, from `source` (a
+/// TOML table such as `{ default = "..." }` or `{ env = "VAR" }`).
+pub fn postgres_platform(source: &str) -> String {
+    format!(
+        r#"
+[secrets]
+pw = {source}
+
+[services.postgres]
+image = "platform-kit/postgres:15"
+env = {{ POSTGRES_USER = "platform", POSTGRES_DB = "platform", POSTGRES_PASSWORD = "${{secret.pw}}" }}
+ports = {{ sql = 5432 }}
+ready = [{{ log = "database system is ready to accept connections", times = 2 }}]
+startup_timeout = "60s"
+endpoint = {{ user = "platform", password = "${{secret.pw}}", database = "platform" }}
+"#
+    )
+}
+
+/// A new directory under the system's temporary one with `platform.toml` and
+/// `suites/NAME` for each `(NAME, text)`.
+pub fn workdir(prefix: &str, platform: &str, suites: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("suites")).expect("a scratch directory");
+    std::fs::write(dir.join("platform.toml"), platform).expect("platform.toml");
+    for (name, text) in suites {
+        std::fs::write(dir.join("suites").join(name), text).expect("a suite");
+    }
+    dir
+}
+
+/// Ids of the containers (`kind = "container"`, stopped ones too) or networks holding
+/// `label`. Panics when the engine cannot be asked: "nothing left" must not pass then.
+pub fn labelled(kind: &str, label: &str) -> Vec<String> {
+    let mut args = vec![kind, "ls", "-q", "--filter", label];
+    if kind == "container" {
+        args.insert(2, "-a");
+    }
+    let out = Command::new("docker")
+        .args(&args)
+        .output()
+        .expect("docker runs");
+    assert!(
+        out.status.success(),
+        "the engine must answer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
