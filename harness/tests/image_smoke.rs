@@ -46,14 +46,69 @@ trino.query.sql = "SELECT count(*) AS n FROM tpch.tiny.nation"
 expect = [{ path = "$.rows[0].n", equals = 25 }]
 "#;
 
+/// The images of the `observability` platform; each check is named after its service.
+const OBSERVABILITY_SMOKE: &str = r#"
+[[check]]
+name = "redis"
+[[check.step]]
+redis.info = {}
+expect = [{ path = "$.version", matches = '^7\.0\.' }, { path = "$.role", equals = "master" }]
+
+[[check]]
+name = "postgres-exporter"
+[[check.step]]
+http.get = { path = "/metrics", port = "metrics" }
+service = "postgres-exporter"
+expect = [{ path = "$.body", matches = '(?m)^pg_up 1$' }]
+
+[[check]]
+name = "redis-exporter"
+[[check.step]]
+http.get = { path = "/metrics", port = "metrics" }
+service = "redis-exporter"
+expect = [{ path = "$.body", matches = '(?m)^redis_up 1$' }]
+
+[[check]]
+name = "prometheus"
+[[check.step]]
+prometheus.query = { query = "vector(42)" }
+expect = [{ path = "$.result[0].value[1]", equals = 42 }]
+
+[[check]]
+name = "opensearch"
+[[check.step]]
+opensearch.health = {}
+expect = [{ path = "$.status", matches = "^(green|yellow)$" }]
+"#;
+
 #[test]
 fn each_image_serves_its_real_service_and_fails_once_killed() {
+    smoke("fixtures/platform.toml", SMOKE);
+}
+
+#[test]
+fn each_observability_image_serves_its_real_service_and_fails_once_killed() {
+    smoke("fixtures/platforms/observability.toml", OBSERVABILITY_SMOKE);
+}
+
+/// Each check of `suite` (named after its service) passes, then errors once its
+/// service's container was killed.
+fn smoke(platform: &str, suite: &str) {
+    // One platform at a time: two starting together would swamp a 2-core machine.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let dir = std::env::temp_dir().join(format!("harness-smoke-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("smoke.toml"), SMOKE).unwrap();
-    let spec = Spec::load(&root.join("fixtures/platform.toml"), &dir).unwrap();
-    let checks: Vec<Arc<_>> = spec.checks().cloned().map(Arc::new).collect();
+    std::fs::write(dir.join("smoke.toml"), suite).unwrap();
+    let spec = Spec::load(&root.join(platform), &dir).unwrap();
+    // The smoke suite only: a named platform may share other suites.
+    let checks: Vec<Arc<_>> = spec
+        .checks()
+        .filter(|c| c.suite == "smoke")
+        .cloned()
+        .map(Arc::new)
+        .collect();
     let all: BTreeSet<String> = checks.iter().map(|c| c.id()).collect();
     let session = Session::start(&spec, &checks, &all, None).unwrap();
 
@@ -83,14 +138,13 @@ fn each_image_serves_its_real_service_and_fails_once_killed() {
             c.name,
             msg.lines().next().unwrap_or_default()
         );
-        // The cause first (how the container ended), then the step that met it.
+        // The cause first (how the container ended, and its dependencies' if they were
+        // killed before it), then the step that met it.
         assert!(
-            msg.starts_with(&format!(
-                "ERROR: {} exited: killed, exit code 137; step 1",
-                c.name
-            )),
+            msg.starts_with(&format!("ERROR: {} exited: killed, exit code 137;", c.name)),
             "{msg}"
         );
+        assert!(msg.contains("; step 1 `"), "{msg}");
         assert!(
             msg.contains(&format!("on {}", c.name)),
             "names the service: {msg}"

@@ -20,7 +20,6 @@ use super::readiness::{self, Probe};
 use super::shell;
 use super::{docker, images, ServiceFailure, ServiceStart};
 use crate::kinds::{ExecOutput, ServiceShell};
-use crate::report::console;
 use crate::secrets::Secrets;
 use crate::spec::platform::{PlatformSpec, ServiceSpec};
 use crate::spec::template;
@@ -91,12 +90,12 @@ impl ContainerPlatform {
             .map_err(|_| engine("asking for its version"))??;
         let reaped = docker::reap_dead_runs(&docker).await;
         for r in &reaped.removed {
-            console::say(format!(
+            super::say(format!(
                 "platform: removed {r} left by a run that was killed"
             ));
         }
         for p in &reaped.problems {
-            console::say(format!("platform: cleanup problem: {p}"));
+            super::say(format!("platform: cleanup problem: {p}"));
         }
         let chosen =
             tokio::time::timeout(docker::ENGINE_CALL, images::choose(&docker, spec, services))
@@ -343,7 +342,7 @@ impl StartJob {
         }
         let started = Instant::now();
         let timeout = self.svc.startup_timeout;
-        console::say(format!("platform: starting {name} ({})", self.image));
+        super::say(format!("platform: starting {name} ({})", self.image));
         // The startup timeout bounds the whole start; the steps inside watch the same
         // deadline and usually end first, with a more precise message.
         let result = match tokio::time::timeout(
@@ -369,7 +368,7 @@ impl StartJob {
         let elapsed = started.elapsed();
         match result {
             Ok(s) => {
-                console::say(format!(
+                super::say(format!(
                     "platform: {name} ready in {:.1} s",
                     elapsed.as_secs_f64()
                 ));
@@ -377,7 +376,7 @@ impl StartJob {
                 Ok(Arc::new(s))
             }
             Err(f) => {
-                console::say(format!(
+                super::say(format!(
                     "platform: {name} FAILED after {:.1} s: {}",
                     elapsed.as_secs_f64(),
                     f.message

@@ -15,6 +15,12 @@ use std::time::Duration;
 
 pub use endpoint::Endpoint;
 
+/// A progress line ("platform: kafka ready in 6.1 s"): an info event of the `platform`
+/// target, which the run's subscriber prints as plain text (`report::log`).
+pub(crate) fn say(line: impl AsRef<str>) {
+    tracing::info!(target: "platform", "{}", line.as_ref());
+}
+
 /// A service that could not be made ready, with what it logged.
 #[derive(Debug, Clone)]
 pub struct ServiceFailure {

@@ -15,7 +15,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter}
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-/// Target of the progress lines every run prints.
+/// Target of the progress lines every run prints (`console::say`, `platform::say`).
 pub const CONSOLE: &str = "platform";
 
 /// What shows when `PLATFORM_LOG` is unset: today's progress lines only.
