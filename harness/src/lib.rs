@@ -3,12 +3,14 @@
 //!
 //! Data flow: `spec` (files) -> `platform` (endpoints) -> `checks` (outcomes) -> `report`,
 //! driven by `run`. Below them: `kinds`, what one step can do (parsed by `spec`, run by
-//! `checks`), on the protocol `clients`, `${var}` `template`s and the secret `mask`. Imports only point down
-//! this list.
+//! `checks`), on the secret `mask`, `${var}` `template`s and the protocol `clients`.
+//! Modules are declared bottom first; imports only point down this list
+//! (`tests/layering.rs` holds it).
 
-pub mod clients;
 pub mod mask;
 pub mod template;
+
+pub mod clients;
 
 pub mod kinds;
 
