@@ -126,6 +126,7 @@ async fn broken_artifact_store_fails_the_upload_step() {
             "/harness/sample.bin",
             "HTTP 500",
             "Internal Server Error",
+            "an unhandled exception in the server; its log has the traceback",
         ],
     );
 }
