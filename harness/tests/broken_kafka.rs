@@ -200,3 +200,46 @@ async fn a_real_broker_too_few_messages_then_frozen_then_killed() {
     assert!(took < Duration::from_secs(5), "took {took:?}");
     container.rm().await.unwrap();
 }
+
+const HEADERS: &str = r#"
+service = "kafka"
+[[check]]
+name = "ordered_headers"
+[[check.step]]
+kafka.produce = { topic = "headers", messages = [
+  { key = "list", value = "1", headers = [{ key = "trace", value = "a" }, { key = "hop", value = "x" }, { key = "trace", value = "b" }] },
+  { key = "map", value = "2", headers = { trace = "c" } },
+] }
+[[check.step]]
+kafka.consume = { topic = "headers", count = 2, within = "15s" }
+expect = [
+  { path = "$.messages[0].header_list", equals_json = '[{"key": "trace", "value": "a"}, {"key": "hop", "value": "x"}, {"key": "trace", "value": "b"}]' },
+  { path = "$.messages[0].headers", equals = { trace = "b", hop = "x" } },
+  { path = "$.messages[1].header_list", equals_json = '[{"key": "trace", "value": "c"}]' },
+  { path = "$.messages[1].headers.trace", equals = "c" },
+]
+[[check]]
+name = "wrong_order"
+[[check.step]]
+kafka.consume = { topic = "headers", count = 1, within = "15s" }
+expect = [{ path = "$.messages[0].header_list[*].value", count = 3 }, { path = "$.messages[0].header_list[0].value", equals = "b" }]
+"#;
+
+/// Repeated header names and their order survive produce and consume; the map form still
+/// works, and a wrong expectation on the order fails naming what came.
+#[tokio::test]
+async fn headers_keep_repeated_names_and_order() {
+    let (_kafka, port) = start_kafka().await;
+    let runs = run_suite(port, HEADERS, Duration::from_secs(40)).await;
+    let [(_, ordered, _), (_, wrong, _)] = &runs[..] else {
+        panic!("two checks")
+    };
+    assert_eq!(ordered.outcome, Outcome::Passed);
+    match &wrong.outcome {
+        Outcome::Failed(m) => assert!(
+            m.contains(r#"expected $.messages[0].header_list[0].value to equal "b", got "a""#),
+            "{m}"
+        ),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}

@@ -126,6 +126,7 @@ async fn broken_artifact_store_fails_the_upload_step() {
             "/harness/sample.bin",
             "HTTP 500",
             "Internal Server Error",
+            "an unhandled exception in the server; its log has the traceback",
         ],
     );
 }
@@ -151,5 +152,45 @@ async fn unknown_run_is_resource_does_not_exist() {
             "HTTP 404 RESOURCE_DOES_NOT_EXIST",
             &format!("Run with id={missing} not found"),
         ],
+    );
+}
+
+/// Several logged steps of a metric come back, every one, in step order; a wrong
+/// expectation on them fails naming expected and actual.
+#[tokio::test]
+async fn metric_history_returns_every_step_in_order() {
+    let (_mlflow, port) = mlflow("/tmp/artifacts", &[]).await;
+    // Logged out of order; the history comes back in step order.
+    let logged = r#"mlflow.experiment = { name = "history" }
+capture = { exp = "$.experiment_id" }
+[[check.step]]
+mlflow.create_run = { experiment_id = "${exp}" }
+capture = { run = "$.run_id" }
+[[check.step]]
+mlflow.log = { run_id = "${run}", step = 2, metrics = { loss = 0.25 } }
+[[check.step]]
+mlflow.log = { run_id = "${run}", step = 0, metrics = { loss = 1.0 } }
+[[check.step]]
+mlflow.log = { run_id = "${run}", step = 1, metrics = { loss = 0.5 } }
+[[check.step]]
+mlflow.metric_history = { run_id = "${run}", key = "loss" }"#;
+    let passing = format!(
+        "{logged}\nexpect = [\
+         {{ path = \"$.count\", equals = 3 }}, \
+         {{ path = \"$.steps\", equals = [0, 1, 2] }}, \
+         {{ path = \"$.history[0].value\", equals = 1.0 }}, \
+         {{ path = \"$.history[2]\", contains = \"timestamp\" }}, \
+         {{ path = \"$.values[1:3]\", count = 2 }}]"
+    );
+    assert_eq!(run(&passing, port).await, Outcome::Passed);
+
+    let failing =
+        format!("{logged}\nexpect = [{{ path = \"$.values\", equals = [1.0, 0.25, 0.5] }}]");
+    let Outcome::Failed(message) = run(&failing, port).await else {
+        panic!("expected a failure");
+    };
+    assert_mentions(
+        &message,
+        &["expected $.values to equal [1.0,0.25,0.5], got [1.0,0.5,0.25]"],
     );
 }

@@ -169,6 +169,17 @@ fn a_lake_on_a_missing_bucket_fails_the_register_hop() {
         msg.contains("failed with HIVE_METASTORE_ERROR (EXTERNAL): Could not read database schema"),
         "{msg}"
     );
+    // And the root cause, from Trino's failureInfo, deepest last.
+    assert!(
+        msg.contains(
+            "; caused by java.io.IOException: Failed to open S3 file: s3://no-such-bucket/"
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("; caused by software.amazon.awssdk.services.s3.model.NoSuchBucketException: The specified bucket does not exist"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -108,6 +108,12 @@ async fn missing_bucket_is_no_such_bucket() {
         "{msg}"
     );
     assert!(msg.contains("bucket does not exist"), "{msg}");
+    // The request id finds the request in MinIO's log; no Debug dump of the SDK's error.
+    assert!(msg.contains("(request id "), "{msg}");
+    assert!(
+        !msg.contains("ServiceError") && !msg.contains("Some("),
+        "{msg}"
+    );
 
     // A missing key in an existing bucket is told apart.
     let msg = errored(
@@ -118,6 +124,54 @@ async fn missing_bucket_is_no_such_bucket() {
         .await,
     );
     assert!(msg.contains("NoSuchKey (HTTP 404)"), "{msg}");
+}
+
+/// Binary bodies, content type and user metadata go in and come back; the get's
+/// expectations fail, saying so, when the bytes differ.
+#[tokio::test]
+async fn binary_objects_with_metadata_round_trip() {
+    let (_minio, port) = minio().await;
+    let endpoints = endpoint(port, PASSWORD);
+    // Bytes that are not UTF-8 (0xff), with a NUL in the middle.
+    let put = r#"s3.put = { bucket = "lake", key = "bin/a.dat", body_base64 = "AP8QAP4=", content_type = "application/x-harness", metadata = { owner = "data-team", batch = "7" } }
+capture = { put_etag = "$.etag" }
+[[check.step]]"#;
+    let get = |expect: &str| {
+        format!("{put}\ns3.get = {{ bucket = \"lake\", key = \"bin/a.dat\" }}\nexpect = [{expect}]")
+    };
+    let passing = get(r#"{ path = "$.body_base64", equals = "AP8QAP4=" },
+           { path = "$.body", exists = false },
+           { path = "$.size", equals = 5 },
+           { path = "$.content_type", equals = "application/x-harness" },
+           { path = "$.metadata", equals = { owner = "data-team", batch = "7" } },
+           { path = "$.etag", equals = "${put_etag}" }"#);
+    assert_eq!(run(&passing, &endpoints).await, Outcome::Passed);
+
+    let failing = get(r#"{ path = "$.body_base64", equals = "AP8QAP8=" }"#);
+    match run(&failing, &endpoints).await {
+        Outcome::Failed(msg) => assert!(
+            msg.contains(r#"expected $.body_base64 to equal "AP8QAP8=", got "AP8QAP4=""#),
+            "{msg}"
+        ),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+
+    // Text stays text: `body`, no `body_base64`.
+    let text = r#"s3.put = { bucket = "lake", key = "t.txt", body = "héllo" }
+[[check.step]]
+s3.get = { bucket = "lake", key = "t.txt" }
+expect = [{ path = "$.body", equals = "héllo" }, { path = "$.body_base64", exists = false }, { path = "$.metadata", count = 0 }]"#;
+    assert_eq!(run(text, &endpoints).await, Outcome::Passed);
+
+    // A body that is not base64 is the suite's mistake: an error, before any request.
+    let msg = errored(
+        run(
+            r#"s3.put = { bucket = "lake", key = "x", body_base64 = "AP*=" }"#,
+            &endpoints,
+        )
+        .await,
+    );
+    assert!(msg.contains("`body_base64` is not base64"), "{msg}");
 }
 
 #[tokio::test]

@@ -98,6 +98,47 @@ async fn trinos_errors_are_surfaced_and_a_late_query_is_cancelled() {
         "{msg}"
     );
 
+    // Errors thrown deep in the engine carry Trino's cause chain, deepest last, one line.
+    let (outcome, _) = run(r#"trino.query.sql = "SELECT 1/0""#, port).await;
+    let msg = errored(outcome);
+    assert!(
+        msg.contains("failed with DIVISION_BY_ZERO (USER_ERROR): Division by zero; caused by java.lang.ArithmeticException: / by zero"),
+        "{msg}"
+    );
+    let (outcome, _) = run(
+        r#"trino.query.sql = "SELECT json_parse(x) FROM (VALUES '{') t(x)""#,
+        port,
+    )
+    .await;
+    let msg = errored(outcome);
+    assert!(
+        msg.contains("Cannot convert value to JSON: '{'; caused by com.fasterxml.jackson.core.io.JsonEOFException: Unexpected end-of-input"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "{msg}");
+    // The chain is in `expect_error`'s output too, for expectations.
+    let (outcome, _) = run(
+        r#"trino.query = { sql = "SELECT 1/0", expect_error = "DIVISION_BY_ZERO" }
+expect = [{ path = "$.error.causes[0]", equals = "caused by java.lang.ArithmeticException: / by zero" }]"#,
+        port,
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Passed);
+    // A cause that did not happen fails, showing the one that did.
+    let (outcome, _) = run(
+        r#"trino.query = { sql = "SELECT 1/0", expect_error = "DIVISION_BY_ZERO" }
+expect = [{ path = "$.error.causes[0]", contains = "NumberFormatException" }]"#,
+        port,
+    )
+    .await;
+    match outcome {
+        Outcome::Failed(m) => assert!(
+            m.contains("got \"caused by java.lang.ArithmeticException"),
+            "{m}"
+        ),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+
     // `expect_error` naming another error than the one Trino gives is a failure, not an error.
     let (outcome, _) = run(
         r#"trino.query = { sql = "SELECT * FROM tpch.tiny.nope", expect_error = "SYNTAX_ERROR" }"#,

@@ -61,6 +61,80 @@ pub struct QueryError {
     #[serde(default)]
     pub error_type: String,
     pub sql_state: Option<String>,
+    /// The server's Java exception with its causes; absent from older servers and proxies.
+    #[serde(default)]
+    pub failure_info: Option<FailureInfo>,
+}
+
+/// Trino's `ExecutionFailureInfo`: a Java exception, its cause and suppressed exceptions.
+/// Only what a message needs (the stack traces stay on the server).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FailureInfo {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    pub message: Option<String>,
+    pub cause: Option<Box<FailureInfo>>,
+    #[serde(default)]
+    pub suppressed: Vec<FailureInfo>,
+}
+
+impl QueryError {
+    /// Every cause below the top exception, deepest last: `caused by T: m` for each
+    /// cause, `suppressed T: m` for each suppressed exception, at the level it was
+    /// attached. Empty when Trino gave no `failureInfo` or no cause.
+    pub fn causes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(top) = &self.failure_info else {
+            return out;
+        };
+        let mut level = Some(top);
+        // Bounded: a malformed (or hostile) document cannot make a message unbounded.
+        const MAX_LEVELS: usize = 20;
+        for depth in 0..MAX_LEVELS {
+            let Some(f) = level else { break };
+            if depth > 0 {
+                out.push(format!("caused by {}", f.describe()));
+            }
+            for s in f.suppressed.iter().take(MAX_LEVELS) {
+                out.push(format!("suppressed {}", s.describe()));
+            }
+            level = f.cause.as_deref();
+        }
+        out
+    }
+
+    /// `NAME (TYPE): message; caused by ...; caused by ...`.
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "{} ({}): {}",
+            self.error_name, self.error_type, self.message
+        );
+        for c in self.causes() {
+            out.push_str("; ");
+            out.push_str(&c);
+        }
+        out
+    }
+}
+
+impl FailureInfo {
+    /// `java.lang.ArithmeticException: / by zero`; the type alone when there is no message.
+    fn describe(&self) -> String {
+        let kind = if self.kind.is_empty() {
+            "(no type)"
+        } else {
+            &self.kind
+        };
+        // Java messages may span lines (Jackson's add ` at [Source: ...]`): one line here.
+        let message = self
+            .message
+            .as_deref()
+            .map(|m| m.split_whitespace().collect::<Vec<_>>().join(" "));
+        match message.filter(|m| !m.is_empty()) {
+            Some(m) => format!("{kind}: {}", crate::mask::clip(&m, 300)),
+            None => kind.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +156,7 @@ pub enum Error {
     },
     /// The query ran and failed; Trino's own error. `update_type` is set for statements
     /// that write (`INSERT`, `CREATE TABLE`, ...), even when they failed.
-    #[error("query {query_id} failed with {} ({}): {}", .error.error_name, .error.error_type, .error.message)]
+    #[error("query {query_id} failed with {}", .error.describe())]
     Query {
         query_id: String,
         error: Box<QueryError>,
@@ -492,6 +566,77 @@ mod tests {
         );
     }
 
+    /// An error document as Trino 435 sends it for `SELECT json_parse('{')` (stacks cut),
+    /// with a suppressed exception and a third level added to cover those branches.
+    const CHAINED: &str = r#"{"id": "q3", "error": {
+        "message": "Cannot convert value to JSON: '{'",
+        "errorCode": 7, "errorName": "INVALID_FUNCTION_ARGUMENT", "errorType": "USER_ERROR",
+        "failureInfo": {
+            "type": "io.trino.spi.TrinoException",
+            "message": "Cannot convert value to JSON: '{'",
+            "suppressed": [],
+            "stack": ["io.trino.operator.scalar.JsonFunctions.jsonParse(JsonFunctions.java:142)"],
+            "cause": {
+                "type": "com.fasterxml.jackson.core.io.JsonEOFException",
+                "message": "Unexpected end-of-input: expected close marker for Object (start marker at [Source: (InputStreamReader); line: 1, column: 1])\n at [Source: (InputStreamReader); line: 1, column: 2]",
+                "suppressed": [{"type": "java.io.IOException", "message": "closing the parser", "suppressed": [], "stack": []}],
+                "stack": [],
+                "cause": {"type": "java.lang.IllegalStateException", "suppressed": [], "stack": []}
+            },
+            "errorLocation": {"lineNumber": 1, "columnNumber": 8}
+        }}}"#;
+
+    #[test]
+    fn query_errors_carry_the_cause_chain_deepest_last() {
+        let p = page(serde_json::from_str(CHAINED).unwrap());
+        let error = p.error.unwrap();
+        assert_eq!(
+            error.causes(),
+            [
+                "caused by com.fasterxml.jackson.core.io.JsonEOFException: Unexpected end-of-input: expected close marker for Object (start marker at [Source: (InputStreamReader); line: 1, column: 1]) at [Source: (InputStreamReader); line: 1, column: 2]",
+                "suppressed java.io.IOException: closing the parser",
+                "caused by java.lang.IllegalStateException",
+            ]
+        );
+        let e = Error::Query {
+            query_id: p.id,
+            error: Box::new(error),
+            update_type: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "query q3 failed with INVALID_FUNCTION_ARGUMENT (USER_ERROR): Cannot convert value to JSON: '{'; \
+             caused by com.fasterxml.jackson.core.io.JsonEOFException: Unexpected end-of-input: expected close marker for Object \
+             (start marker at [Source: (InputStreamReader); line: 1, column: 1]) at [Source: (InputStreamReader); line: 1, column: 2]; \
+             suppressed java.io.IOException: closing the parser; \
+             caused by java.lang.IllegalStateException"
+        );
+    }
+
+    #[test]
+    fn a_cause_chain_is_bounded() {
+        let mut info = FailureInfo {
+            kind: "E".into(),
+            message: Some("m".into()),
+            cause: None,
+            suppressed: vec![],
+        };
+        for _ in 0..100 {
+            info = FailureInfo {
+                cause: Some(Box::new(info.clone())),
+                ..info
+            };
+        }
+        let error = QueryError {
+            message: "top".into(),
+            error_name: "X".into(),
+            error_type: "INTERNAL_ERROR".into(),
+            sql_state: None,
+            failure_info: Some(info),
+        };
+        assert_eq!(error.causes().len(), 19);
+    }
+
     #[rstest]
     #[case(
         Some("20240101_000000_00001_abcde"),
@@ -558,6 +703,7 @@ mod tests {
                 error_name: name.into(),
                 error_type: "INTERNAL_ERROR".into(),
                 sql_state: None,
+                failure_info: None,
             }),
             update_type: update_type.map(str::to_string),
         };

@@ -195,14 +195,15 @@ fn expected_error(
                 "type": error.error_type,
                 "message": error.message,
                 "sql_state": error.sql_state,
+                "causes": error.causes(),
             },
             "query_id": query_id,
         })),
         Err(Error::Query {
             query_id, error, ..
         }) => Err(StepError::Failure(format!(
-            "expected query {query_id} to fail with {name}, it failed with {} ({}): {}",
-            error.error_name, error.error_type, error.message
+            "expected query {query_id} to fail with {name}, it failed with {}",
+            error.describe()
         ))),
         Ok(r) => Err(StepError::Failure(format!(
             "expected query {} to fail with {name}, it succeeded ({} row(s))",
@@ -468,6 +469,7 @@ mod tests {
                 error_name: name.into(),
                 error_type: "USER_ERROR".into(),
                 sql_state: Some("42S02".into()),
+                failure_info: None,
             }),
             update_type: None,
         })

@@ -30,6 +30,14 @@ pub struct ExpectSpec {
     /// selects. Otherwise the length of the array, object or string at `path`.
     pub count: Option<usize>,
     pub exists: Option<bool>,
+    /// `true`: the value at `path` is JSON null (an SQL NULL); `false`: it is there and not
+    /// null. A path that selects nothing fails either way: a missing column is not a NULL.
+    pub is_null: Option<bool>,
+    /// The expected value as JSON text, for what TOML cannot write: whole rows holding
+    /// NULLs, `'{"a": 1, "b": null}'`. Compared as `equals` compares.
+    pub equals_json: Option<String>,
+    /// Like `equals_json`, negated.
+    pub not_equals_json: Option<String>,
 }
 
 fn root() -> String {
@@ -45,6 +53,7 @@ pub enum Op {
     Compare(Cmp, f64),
     Count(usize),
     Exists(bool),
+    IsNull(bool),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -99,9 +108,22 @@ impl ExpectSpec {
         if let Some(e) = self.exists {
             ops.push(Op::Exists(e));
         }
+        if let Some(n) = self.is_null {
+            ops.push(Op::IsNull(n));
+        }
+        let from_json = |field: &str, text: &str| {
+            serde_json::from_str::<Value>(text).map_err(|e| format!("`{field}` is not JSON: {e}"))
+        };
+        if let Some(text) = &self.equals_json {
+            ops.push(Op::Equals(from_json("equals_json", text)?));
+        }
+        if let Some(text) = &self.not_equals_json {
+            ops.push(Op::NotEquals(from_json("not_equals_json", text)?));
+        }
         if ops.len() != 1 {
             return Err(
-                "give exactly one of equals, not_equals, contains, matches, gt, ge, lt, le, count, exists"
+                "give exactly one of equals, not_equals, contains, matches, gt, ge, lt, le, count, \
+                 exists, is_null, equals_json, not_equals_json"
                     .into(),
             );
         }
@@ -246,6 +268,7 @@ impl Assertion {
                 None => false,
             },
             Op::Count(n) => length(actual) == Some(*n),
+            Op::IsNull(want) => actual.is_null() == *want,
             Op::Exists(_) => unreachable!("handled above"),
         };
         if ok {
@@ -275,6 +298,8 @@ impl Assertion {
                 format!("to be {op} {b}")
             }
             Op::Count(n) => format!("to have {n} element(s)"),
+            Op::IsNull(true) => "to be null".into(),
+            Op::IsNull(false) => "not to be null".into(),
             Op::Exists(_) => String::new(),
         }
     }
@@ -410,7 +435,8 @@ mod tests {
         json!({
             "row_count": 2,
             "rows": [{"n": 25, "name": "ALGERIA", "price": "12.50"}, {"n": 3, "name": "x", "price": "1"}],
-            "body": {"status": "OK", "tags": ["a", "b"]}
+            "body": {"status": "OK", "tags": ["a", "b"]},
+            "nulls": [{"a": 1, "b": null}]
         })
     }
 
@@ -433,6 +459,13 @@ mod tests {
     #[case("path = '$.body'\nequals = { status = 'OK', tags = ['a', 'b'] }")]
     #[case("path = '$.body.missing'\nexists = false")]
     #[case("path = '$.body.status'\nnot_equals = 'DOWN'")]
+    #[case("path = '$.nulls[0].b'\nis_null = true")]
+    #[case("path = '$.nulls[0].a'\nis_null = false")]
+    #[case("path = '$.nulls[0]'\nequals_json = '{\"a\": 1, \"b\": null}'")]
+    #[case("path = '$.nulls[0]'\nequals_json = '{\"b\": null, \"a\": 1.0}'")]
+    #[case("path = '$.nulls'\nequals_json = '[{\"a\": 1, \"b\": null}]'")]
+    #[case("path = '$.nulls[0]'\nnot_equals_json = '{\"a\": 1, \"b\": 2}'")]
+    #[case("path = '$.rows[0].name'\nequals_json = '\"ALGERIA\"'")]
     fn holds(#[case] src: &str) {
         assert_eq!(assertion(src).check(&output()), Ok(()));
     }
@@ -457,6 +490,27 @@ mod tests {
     #[case(
         "path = '$.body.status'\nexists = false",
         "to select nothing, got \"OK\""
+    )]
+    #[case(
+        "path = '$.nulls[0].a'\nis_null = true",
+        "expected $.nulls[0].a to be null, got 1"
+    )]
+    #[case(
+        "path = '$.nulls[0].b'\nis_null = false",
+        "expected $.nulls[0].b not to be null, got null"
+    )]
+    #[case::missing_is_not_null("path = '$.nulls[0].c'\nis_null = true", "selects nothing")]
+    #[case(
+        "path = '$.nulls[0]'\nequals_json = '{\"a\": 1, \"b\": 2}'",
+        "to equal {\"a\":1,\"b\":2}, got {\"a\":1,\"b\":null}"
+    )]
+    #[case::extra_key(
+        "path = '$.nulls[0]'\nequals_json = '{\"a\": 1}'",
+        "to equal {\"a\":1}"
+    )]
+    #[case(
+        "path = '$.nulls[0]'\nnot_equals_json = '{\"a\": 1, \"b\": null}'",
+        "not to equal {\"a\":1,\"b\":null}"
     )]
     fn fails_with_expected_and_actual(#[case] src: &str, #[case] message: &str) {
         let err = assertion(src).check(&output()).unwrap_err();
@@ -485,6 +539,8 @@ mod tests {
     #[case("path = '$.a'\nequals = 1\ngt = 0", "exactly one of")]
     #[case("path = 'rows['\nequals = 1", "`path`")]
     #[case("matches = '('", "`matches`")]
+    #[case("equals_json = '{a: 1}'", "`equals_json` is not JSON")]
+    #[case("is_null = true\nequals = 1", "exactly one of")]
     #[case::deep_filter(
         &format!("path = '$[?{}@.a{}]'\nexists = true", "(".repeat(400), ")".repeat(400)),
         "nest 401 deep; at most 16"

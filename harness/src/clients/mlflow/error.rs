@@ -66,35 +66,80 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// `{error_code, message}` from an error body; otherwise a short snippet of whatever the
-/// server (or a proxy in front of it) sent.
-pub(super) fn api_error(body: &[u8]) -> (Option<String>, String) {
+/// `{error_code, message}` from an error body. Otherwise (a Python exception the server did
+/// not handle, or a proxy in front of it): the exception's last line when the body carries
+/// a traceback, else the HTML page's title or a snippet, and for a 5xx a pointer to the
+/// server's log, which has the traceback (the report attaches its tail).
+pub(super) fn api_error(status: u16, body: &[u8]) -> (Option<String>, String) {
     #[derive(Deserialize)]
     struct ApiError {
         error_code: Option<String>,
         #[serde(default)]
         message: String,
     }
-    match serde_json::from_slice::<ApiError>(body) {
-        Ok(e) if e.error_code.is_some() || !e.message.is_empty() => (e.error_code, e.message),
-        _ => (None, html_title(body).unwrap_or_else(|| snippet(body))),
+    if let Ok(e) = serde_json::from_slice::<ApiError>(body) {
+        if e.error_code.is_some() || !e.message.is_empty() {
+            return (e.error_code, e.message);
+        }
     }
+    let text = String::from_utf8_lossy(body);
+    if let Some(exception) = last_exception(&text) {
+        let exception = crate::mask::clip(&exception, 300);
+        return (
+            None,
+            format!("the server raised {exception} (the last line of the traceback it sent)"),
+        );
+    }
+    let server_failed = status >= 500;
+    let what = match (html_title(&text), text.trim().is_empty()) {
+        (Some(title), _) => format!("{title}, an HTML error page"),
+        (None, true) => "an empty body".to_string(),
+        (None, false) => return (None, snippet(body)),
+    };
+    let why = if server_failed {
+        "an unhandled exception in the server; its log has the traceback"
+    } else {
+        "the server's log may say more"
+    };
+    (None, format!("{what}: {why}"))
+}
+
+/// The exception line closing the last Python traceback in `text`: the first line after
+/// `Traceback (most recent call last):` that is not an indented frame. HTML (Werkzeug's
+/// debugger page) is reduced to its text first.
+fn last_exception(text: &str) -> Option<String> {
+    const MARKER: &str = "Traceback (most recent call last):";
+    let start = text.rfind(MARKER)? + MARKER.len();
+    let tail = &text[start..];
+    let tail = if tail.contains("</") {
+        let stripped = regex::Regex::new(r"<[^>]*>")
+            .expect("a fixed pattern")
+            .replace_all(tail, "");
+        // Entities as XML knows them cover what Werkzeug escapes; others leave the text as is.
+        quick_xml::escape::unescape(&stripped)
+            .map(|c| c.into_owned())
+            .unwrap_or_else(|_| stripped.into_owned())
+    } else {
+        tail.to_string()
+    };
+    tail.lines()
+        .skip(1)
+        .find(|l| !l.trim().is_empty() && !l.starts_with([' ', '\t']))
+        .map(|l| l.trim().to_string())
 }
 
 /// An unhandled exception in the server (e.g. the artifact store failing) gives Flask's
 /// HTML error page; its title says what happened, the server's log says why.
-fn html_title(body: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
+fn html_title(text: &str) -> Option<String> {
     let lower = text.to_ascii_lowercase();
     let start = lower.find("<title>")? + "<title>".len();
     let end = start + lower[start..].find("</title>")?;
-    let title = text[start..end]
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    Some(format!(
-        "{title} (an HTML error page: the server's log has the cause)"
-    ))
+    Some(
+        text[start..end]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// The body on one line, masked before it is cut (a cut secret no longer matches).
@@ -109,23 +154,100 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
+    const TRACEBACK: &str = "Traceback (most recent call last):
+  File \"/usr/lib/python3/dist-packages/botocore/endpoint.py\", line 279, in _do_get_response
+    http_response = self._send(request)
+botocore.exceptions.EndpointConnectionError: Could not connect to the endpoint URL: \"http://127.0.0.1:9/b\"
+";
+
+    const CHAINED: &str = "Traceback (most recent call last):
+  File \"a.py\", line 1, in f
+KeyError: 'x'
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File \"a.py\", line 3, in g
+    raise MlflowException(msg)
+mlflow.exceptions.MlflowException: artifact store failed
+  with a second line
+";
+
+    const WERKZEUG_DEBUG: &str = "<!doctype html><html><head><title>ValueError: bad value // Werkzeug Debugger</title></head>
+<body><div class=\"plain\"><textarea cols=\"50\" rows=\"10\" name=\"code\" readonly>Traceback (most recent call last):
+  File &quot;/srv/app.py&quot;, line 9, in view
+    raise ValueError(&#x27;bad value&#x27;)
+ValueError: bad value &lt;here&gt;</textarea></div></body></html>";
+
     #[rstest]
-    #[case(
+    #[case::api(
+        500,
         br#"{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Run 'x' not found"}"#.as_slice(),
         Some("RESOURCE_DOES_NOT_EXIST"),
         "Run 'x' not found"
     )]
-    #[case(b"<html>\n<h1>Internal   Server Error</h1></html>".as_slice(), None, "<html> <h1>Internal Server Error</h1></html>")]
-    #[case(
+    #[case::html_without_title(
+        502,
+        b"<html>\n<h1>Internal   Server Error</h1></html>".as_slice(),
+        None,
+        "<html> <h1>Internal Server Error</h1></html>"
+    )]
+    #[case::flask_500(
+        500,
         b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>".as_slice(),
         None,
-        "500 Internal Server Error (an HTML error page: the server's log has the cause)"
+        "500 Internal Server Error, an HTML error page: an unhandled exception in the server; its log has the traceback"
     )]
-    #[case(b"".as_slice(), None, "")]
-    fn reads_api_errors(#[case] body: &[u8], #[case] code: Option<&str>, #[case] message: &str) {
+    #[case::empty_500(
+        500,
+        b"".as_slice(),
+        None,
+        "an empty body: an unhandled exception in the server; its log has the traceback"
+    )]
+    #[case::empty_404(404, b"  \n".as_slice(), None, "an empty body: the server's log may say more")]
+    #[case::plain_traceback(
+        500,
+        TRACEBACK.as_bytes(),
+        None,
+        "the server raised botocore.exceptions.EndpointConnectionError: Could not connect to the endpoint URL: \"http://127.0.0.1:9/b\" (the last line of the traceback it sent)"
+    )]
+    #[case::chained(
+        500,
+        CHAINED.as_bytes(),
+        None,
+        "the server raised mlflow.exceptions.MlflowException: artifact store failed (the last line of the traceback it sent)"
+    )]
+    #[case::werkzeug_debugger(
+        500,
+        WERKZEUG_DEBUG.as_bytes(),
+        None,
+        "the server raised ValueError: bad value <here> (the last line of the traceback it sent)"
+    )]
+    fn reads_api_errors(
+        #[case] status: u16,
+        #[case] body: &[u8],
+        #[case] code: Option<&str>,
+        #[case] message: &str,
+    ) {
         assert_eq!(
-            api_error(body),
+            api_error(status, body),
             (code.map(str::to_string), message.to_string())
+        );
+    }
+
+    #[test]
+    fn an_error_status_with_no_body_says_status_and_where_to_look() {
+        let (error_code, message) = api_error(500, b"");
+        let e = Error::Api {
+            method: "PUT".into(),
+            url: "http://h/api/2.0/mlflow-artifacts/artifacts/a".into(),
+            status: 500,
+            error_code,
+            message,
+        };
+        assert_eq!(
+            e.to_string(),
+            "PUT http://h/api/2.0/mlflow-artifacts/artifacts/a: HTTP 500: an empty body: an unhandled exception in the server; its log has the traceback"
         );
     }
 

@@ -82,7 +82,7 @@ impl Client {
         if status.is_success() {
             return Ok(bytes.to_vec());
         }
-        let (error_code, message) = api_error(&bytes);
+        let (error_code, message) = api_error(status.as_u16(), &bytes);
         Err(Error::Api {
             method: method.to_string(),
             url: shown,

@@ -64,7 +64,45 @@ pub struct MessageSpec {
     pub key: Option<String>,
     pub value: Option<String>,
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: HeadersSpec,
+}
+
+/// Headers as a table (`{ k = "v" }`, the common case) or as a list keeping order and
+/// repeated names (`[{ key = "k", value = "v" }, { key = "k", value = "w" }]`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(
+    untagged,
+    expecting = "headers as a table { name = \"value\" } or a list [{ key = \"name\", value = \"value\" }]"
+)]
+pub enum HeadersSpec {
+    Map(BTreeMap<String, String>),
+    List(Vec<HeaderSpec>),
+}
+
+impl Default for HeadersSpec {
+    fn default() -> Self {
+        Self::Map(BTreeMap::new())
+    }
+}
+
+impl HeadersSpec {
+    /// `(name, value)` in the order they are sent: the list's, or the table's (sorted).
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        match self {
+            Self::Map(m) => m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            Self::List(l) => l
+                .iter()
+                .map(|h| (h.key.as_str(), h.value.as_str()))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSpec {
+    pub key: String,
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -179,6 +217,18 @@ fn header_map<H: Headers>(headers: Option<&H>) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
+/// Every header in order, repeated names kept: `[{key, value}]` (the map keeps only the
+/// last value of a repeated name).
+fn header_list<H: Headers>(headers: Option<&H>) -> Vec<Value> {
+    headers
+        .map(|h| {
+            h.iter()
+                .map(|Header { key, value }| json!({"key": key, "value": text(value)}))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn text(bytes: Option<&[u8]>) -> Value {
     bytes.map_or(Value::Null, |b| json!(String::from_utf8_lossy(b)))
 }
@@ -223,6 +273,50 @@ mod tests {
     }
 
     #[rstest]
+    #[case::map("{ b = \"2\", a = \"1\" }", &[("a", "1"), ("b", "2")])]
+    #[case::list(
+        "[{ key = \"k\", value = \"v\" }, { key = \"a\", value = \"x\" }, { key = \"k\", value = \"w\" }]",
+        &[("k", "v"), ("a", "x"), ("k", "w")]
+    )]
+    #[case::empty_list("[]", &[])]
+    fn headers_keep_order_and_repeats(#[case] headers: &str, #[case] pairs: &[(&str, &str)]) {
+        let src =
+            format!("kafka.produce = {{ topic = \"t\", messages = [{{ headers = {headers} }}] }}");
+        let KafkaAction::Produce(p) = parse(&src).unwrap() else {
+            panic!("not a produce")
+        };
+        assert_eq!(p.messages[0].headers.pairs(), pairs);
+    }
+
+    #[test]
+    fn consumed_headers_as_map_and_ordered_list() {
+        use rdkafka::message::OwnedHeaders;
+        let h = OwnedHeaders::new()
+            .insert(Header {
+                key: "k",
+                value: Some("v"),
+            })
+            .insert(Header {
+                key: "a",
+                value: None::<&str>,
+            })
+            .insert(Header {
+                key: "k",
+                value: Some("w"),
+            });
+        assert_eq!(
+            Value::Array(header_list(Some(&h))),
+            json!([{"key": "k", "value": "v"}, {"key": "a", "value": null}, {"key": "k", "value": "w"}])
+        );
+        // The map is unchanged: one value per name, the last one.
+        assert_eq!(
+            Value::Object(header_map(Some(&h))),
+            json!({"k": "w", "a": null})
+        );
+        assert!(header_list(None::<&OwnedHeaders>).is_empty());
+    }
+
+    #[rstest]
     #[case("kafka.roundtrip = { mesages = 5 }", "unknown field `mesages`")]
     #[case("kafka.consume = { topic = \"t\" }", "missing field `count`")]
     #[case(
@@ -234,6 +328,14 @@ mod tests {
         "unknown field `val`"
     )]
     #[case("kafka.publish = {}", "unknown variant `publish`")]
+    #[case(
+        "kafka.produce = { topic = \"t\", messages = [{ headers = [{ name = \"k\", value = \"v\" }] }] }",
+        "headers as a table"
+    )]
+    #[case(
+        "kafka.produce = { topic = \"t\", messages = [{ headers = \"k=v\" }] }",
+        "headers as a table"
+    )]
     fn rejects_mistakes(#[case] text: &str, #[case] expected: &str) {
         let err = parse(text).unwrap_err();
         assert!(err.contains(expected), "{err}");

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::client::{Kafka, DELIVERY_TIMEOUT};
 use super::group::{commit, next_offsets, receive, shortfall};
-use super::{header_map, short_id, text, ConsumeSpec, ProduceSpec};
+use super::{header_list, header_map, short_id, text, ConsumeSpec, ProduceSpec};
 use crate::kinds::{StepContext, StepError};
 
 pub(super) async fn produce(
@@ -29,7 +29,7 @@ pub(super) async fn produce(
         let key = m.key.as_deref().map(|t| cx.render(t)).transpose()?;
         let value = m.value.as_deref().map(|t| cx.render(t)).transpose()?;
         let mut headers = OwnedHeaders::new();
-        for (name, v) in &m.headers {
+        for (name, v) in m.headers.pairs() {
             let v = cx.render(v)?;
             headers = headers.insert(Header {
                 key: name,
@@ -87,6 +87,7 @@ pub(super) async fn consume(
                 "key": text(m.key()),
                 "value": text(m.payload()),
                 "headers": header_map(m.headers()),
+                "header_list": header_list(m.headers()),
                 "partition": m.partition(),
                 "offset": m.offset(),
             })

@@ -32,6 +32,9 @@ pub enum MlflowAction {
     Log(LogSpec),
     /// Output `{run: <as the server sends it>, params: {k: v}, metrics: {k: latest}, tags: {k: v}}`.
     GetRun(RunSpec),
+    /// Every logged point of one metric, ordered by step then timestamp:
+    /// `{run_id, key, count, history: [{step, value, timestamp}], steps: [...], values: [...]}`.
+    MetricHistory(MetricHistorySpec),
     /// Upload `body` (text) as the artifact at `path`, through the tracking server.
     Upload(UploadSpec),
     /// Output `{path, size, body}`; `body` is null unless the artifact is UTF-8 text.
@@ -113,6 +116,14 @@ pub struct RunSpec {
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct MetricHistorySpec {
+    pub run_id: String,
+    /// The metric's name.
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UploadSpec {
     pub run_id: String,
     pub path: String,
@@ -170,6 +181,7 @@ impl MlflowAction {
             Self::CreateRun(_) => "create_run",
             Self::Log(_) => "log",
             Self::GetRun(_) => "get_run",
+            Self::MetricHistory(_) => "metric_history",
             Self::Upload(_) => "upload",
             Self::Download(_) => "download",
             Self::Artifacts(_) => "artifacts",
@@ -186,6 +198,7 @@ impl MlflowAction {
             Self::CreateRun(r) => steps::create_run(&m, cx, r).await,
             Self::Log(l) => steps::log(&m, cx, l).await,
             Self::GetRun(r) => steps::get_run(&m, cx, r).await,
+            Self::MetricHistory(h) => steps::metric_history(&m, cx, h).await,
             Self::Upload(u) => steps::upload(&m, cx, u).await,
             Self::Download(a) => steps::download(&m, cx, a).await,
             Self::Artifacts(l) => steps::artifacts(&m, cx, l).await,

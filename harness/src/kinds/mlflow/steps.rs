@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::client::Mlflow;
 use super::{
-    now_ms, ArtifactSpec, CreateRunSpec, ExperimentSpec, FinishSpec, ListSpec, LogSpec, RunSpec,
-    SearchSpec, UploadSpec,
+    now_ms, ArtifactSpec, CreateRunSpec, ExperimentSpec, FinishSpec, ListSpec, LogSpec,
+    MetricHistorySpec, RunSpec, SearchSpec, UploadSpec,
 };
 use crate::clients::mlflow::{KeyValue, Metric, Run};
 use crate::kinds::{StepContext, StepError};
@@ -94,6 +94,36 @@ pub(super) async fn get_run(
         .await
         .map_err(|e| m.user_error(format!("reading run {run_id}"), e))?;
     Ok(run_output(&run))
+}
+
+pub(super) async fn metric_history(
+    m: &Mlflow,
+    cx: &StepContext<'_>,
+    h: &MetricHistorySpec,
+) -> Result<Value, StepError> {
+    let (run_id, key) = (cx.render(&h.run_id)?, cx.render(&h.key)?);
+    let points =
+        m.client.metric_history(&run_id, &key).await.map_err(|e| {
+            m.user_error(format!("reading the history of `{key}` in run {run_id}"), e)
+        })?;
+    Ok(history_output(&run_id, &key, points))
+}
+
+/// Sorted by step, then time: the server's order is its storage's, not documented.
+fn history_output(run_id: &str, key: &str, mut points: Vec<Metric>) -> Value {
+    points.sort_by_key(|p| (p.step, p.timestamp));
+    let history: Vec<Value> = points
+        .iter()
+        .map(|p| json!({"step": p.step, "value": p.value, "timestamp": p.timestamp}))
+        .collect();
+    json!({
+        "run_id": run_id,
+        "key": key,
+        "count": points.len(),
+        "steps": points.iter().map(|p| p.step).collect::<Vec<_>>(),
+        "values": points.iter().map(|p| p.value).collect::<Vec<_>>(),
+        "history": history,
+    })
 }
 
 pub(super) async fn upload(
@@ -254,6 +284,37 @@ fn run_output(run: &Run) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn point(step: i64, timestamp: i64, value: f64) -> Metric {
+        Metric {
+            key: "loss".into(),
+            value,
+            timestamp,
+            step,
+        }
+    }
+
+    #[test]
+    fn history_is_ordered_by_step_then_time() {
+        let out = history_output(
+            "r1",
+            "loss",
+            vec![
+                point(2, 10, 0.5),
+                point(0, 30, 0.9),
+                point(1, 20, 0.7),
+                point(1, 5, 0.8),
+            ],
+        );
+        assert_eq!(out["count"], json!(4));
+        assert_eq!(out["steps"], json!([0, 1, 1, 2]));
+        assert_eq!(out["values"], json!([0.9, 0.8, 0.7, 0.5]));
+        assert_eq!(
+            out["history"][1],
+            json!({"step": 1, "value": 0.8, "timestamp": 5})
+        );
+        assert_eq!(history_output("r1", "loss", vec![])["count"], json!(0));
+    }
 
     #[test]
     fn run_output_flattens_params_metrics_and_tags() {

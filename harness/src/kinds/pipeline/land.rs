@@ -94,8 +94,10 @@ pub(super) async fn land(cx: &StepContext<'_>, spec: &LandSpec) -> Result<Value,
                 bucket: literal(&bucket),
                 key: literal(key),
                 body: Some(literal(&(lines.join("\n") + "\n"))),
+                body_base64: None,
                 size: None,
                 content_type: Some("application/x-ndjson".into()),
+                metadata: Default::default(),
             });
             let minio = &minio;
             async move { put.execute(minio).await }

@@ -4,7 +4,6 @@
 //! "source": {"db", "table"}, "op": "c", "ts_ms"}`. Timestamps with a time zone become
 //! ISO-8601 instants in UTC; numerics stay exact decimal strings.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use schemars::JsonSchema;
@@ -99,7 +98,7 @@ async fn produce(
         .map(|(k, v)| MessageSpec {
             key: Some(literal(&k)),
             value: Some(literal(&v)),
-            headers: BTreeMap::new(),
+            headers: Default::default(),
         })
         .collect();
     let out = KafkaAction::Produce(ProduceSpec {

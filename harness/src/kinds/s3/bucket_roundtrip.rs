@@ -32,7 +32,8 @@ pub(super) async fn round_trip(s3: &S3, spec: &BucketSpec) -> Result<Value, Step
         let big = pattern(2, big_len);
 
         let t = Instant::now();
-        s3.put(&bucket, &small_key, small.clone(), None).await?;
+        s3.put(&bucket, &small_key, small.clone(), None, Default::default())
+            .await?;
         timings.insert("put".into(), millis(t));
 
         let t = Instant::now();
@@ -55,7 +56,7 @@ pub(super) async fn round_trip(s3: &S3, spec: &BucketSpec) -> Result<Value, Step
 
         let t = Instant::now();
         for (key, wrote) in [(&small_key, &small), (&big_key, &big)] {
-            let (got, _) = s3.get(&bucket, key).await?;
+            let got = s3.get(&bucket, key).await?.bytes;
             compare(key, wrote, &got).map_err(StepError::Failure)?;
         }
         timings.insert("get".into(), millis(t));

@@ -1,6 +1,7 @@
 //! The S3 client: SDK configuration (timeouts, retries, path-style addressing), the
 //! object and bucket calls the checks make, and error messages naming the server.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_s3::config::http::HttpResponse;
@@ -22,6 +23,15 @@ use crate::kinds::{StepContext, StepError};
 pub(super) struct Written {
     pub(super) etag: String,
     pub(super) request_id: String,
+}
+
+/// A read object: its bytes and what the server says about it.
+pub(super) struct Object {
+    pub(super) bytes: Vec<u8>,
+    pub(super) etag: String,
+    pub(super) content_type: Option<String>,
+    /// User metadata, sorted so outputs compare and print the same every time.
+    pub(super) metadata: BTreeMap<String, String>,
 }
 
 /// S3's minimum part size (every part but the last).
@@ -79,11 +89,13 @@ impl S3 {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let status = e.raw_response().map(|r| r.status().as_u16());
-        let cause = describe(e.code(), e.message(), status)
-            .unwrap_or_else(|| DisplayErrorContext(&e).to_string());
         let what = format!("{operation} {target}");
-        StepError::Error(format!("{}: {}: {cause}", self.place, what.trim_end()))
+        StepError::Error(format!(
+            "{}: {}: {}",
+            self.place,
+            what.trim_end(),
+            cause(&e)
+        ))
     }
 
     pub(super) async fn list_buckets(&self) -> Result<Value, StepError> {
@@ -129,6 +141,7 @@ impl S3 {
         key: &str,
         body: Vec<u8>,
         content_type: Option<String>,
+        metadata: HashMap<String, String>,
     ) -> Result<Written, StepError> {
         let out = self
             .client
@@ -136,6 +149,7 @@ impl S3 {
             .bucket(bucket)
             .key(key)
             .set_content_type(content_type)
+            .set_metadata((!metadata.is_empty()).then_some(metadata))
             .body(ByteStream::from(body))
             .send()
             .await
@@ -146,12 +160,8 @@ impl S3 {
         })
     }
 
-    /// The object's bytes and ETag.
-    pub(super) async fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<(Vec<u8>, String), StepError> {
+    /// The object's bytes, ETag, content type and user metadata.
+    pub(super) async fn get(&self, bucket: &str, key: &str) -> Result<Object, StepError> {
         let target = format!("{bucket}/{key}");
         let out = self
             .client
@@ -162,6 +172,11 @@ impl S3 {
             .await
             .map_err(|e| self.error("GetObject", &target, e))?;
         let etag = unquote(out.e_tag());
+        let content_type = out.content_type().map(str::to_string);
+        let metadata = out
+            .metadata()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
         let bytes = out.body.collect().await.map_err(|e| {
             StepError::Error(format!(
                 "{}: GetObject {target}: reading the body: {}",
@@ -169,7 +184,12 @@ impl S3 {
                 DisplayErrorContext(&e)
             ))
         })?;
-        Ok((bytes.into_bytes().to_vec(), etag))
+        Ok(Object {
+            bytes: bytes.into_bytes().to_vec(),
+            etag,
+            content_type,
+            metadata,
+        })
     }
 
     /// Every `(key, size)` under the prefix, following continuation tokens.
@@ -312,6 +332,36 @@ impl S3 {
     }
 }
 
+/// `NoSuchBucket (HTTP 404): The specified bucket does not exist (request id 1870...)`.
+/// An answer without an S3 error code (a proxy's page, an empty 5xx) gives its status and
+/// a snippet of its body; no answer gives the SDK's error chain, each cause's Display (never
+/// a `{:?}` dump of the SDK's types).
+fn cause<E>(e: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let raw = e.raw_response();
+    let status = raw.map(|r| r.status().as_u16());
+    let mut out = match (describe(e.code(), e.message(), status), raw) {
+        (Some(described), _) => described,
+        (None, Some(r)) => {
+            let body = r.body().bytes().unwrap_or_default();
+            let text = String::from_utf8_lossy(body);
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut s = format!("HTTP {} without an S3 error code", r.status().as_u16());
+            if !text.is_empty() {
+                s.push_str(&format!(": {}", crate::mask::clip(&text, 200)));
+            }
+            s
+        }
+        (None, None) => DisplayErrorContext(e).to_string(),
+    };
+    if let Some(id) = e.request_id().filter(|id| !id.is_empty()) {
+        out.push_str(&format!(" (request id {id})"));
+    }
+    out
+}
+
 /// `NoSuchBucket (HTTP 404): The specified bucket does not exist`, or `None` when the
 /// server gave no error code (no answer at all).
 fn describe(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Option<String> {
@@ -333,6 +383,8 @@ fn unquote(etag: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
     use rstest::rstest;
 
     #[rstest]
@@ -362,6 +414,63 @@ mod tests {
         #[case] wanted: Option<&str>,
     ) {
         assert_eq!(describe(code, message, status).as_deref(), wanted);
+    }
+
+    fn answer(status: u16, request_id: Option<&str>, body: &str) -> HttpResponse {
+        let mut r = HttpResponse::new(
+            status.try_into().unwrap(),
+            aws_sdk_s3::primitives::SdkBody::from(body),
+        );
+        if let Some(id) = request_id {
+            r.headers_mut().insert("x-amz-request-id", id.to_string());
+        }
+        r
+    }
+
+    #[rstest]
+    #[case::service_error(
+        SdkError::service_error(
+            GetObjectError::generic(
+                ErrorMetadata::builder()
+                    .code("NoSuchBucket")
+                    .message("The specified bucket does not exist")
+                    .build(),
+            ),
+            answer(404, Some("1870A2B3C4D5E6F7"), "<Error>...</Error>"),
+        ),
+        "NoSuchBucket (HTTP 404): The specified bucket does not exist (request id 1870A2B3C4D5E6F7)"
+    )]
+    #[case::no_code_from_a_proxy(
+        SdkError::service_error(
+            GetObjectError::generic(ErrorMetadata::builder().build()),
+            answer(502, None, "<html>\n<h1>502 Bad Gateway</h1></html>"),
+        ),
+        "HTTP 502 without an S3 error code: <html> <h1>502 Bad Gateway</h1></html>"
+    )]
+    #[case::unreadable_answer(
+        SdkError::response_error("truncated XML", answer(500, Some("ID9"), "")),
+        "HTTP 500 without an S3 error code (request id ID9)"
+    )]
+    #[case::no_answer(
+        SdkError::timeout_error("operation timed out after 60s"),
+        "request has timed out: operation timed out after 60s"
+    )]
+    fn error_messages_name_code_message_and_request_id(
+        #[case] e: SdkError<GetObjectError, HttpResponse>,
+        #[case] wanted: &str,
+    ) {
+        let got = cause(&e);
+        assert!(got.contains(wanted), "{got}");
+        // No Debug dump of the SDK's types.
+        for debug in [
+            "ErrorMetadata {",
+            "ServiceError {",
+            "Response {",
+            "Some(",
+            "extras:",
+        ] {
+            assert!(!got.contains(debug), "{got}");
+        }
     }
 
     #[rstest]
