@@ -46,6 +46,17 @@ fn wait_for(what: &str, ok: impl Fn() -> bool) {
     }
 }
 
+/// The kit's PostgreSQL logs readiness twice: after its init scripts, then for real.
+fn wait_for_postgres(container: &str) {
+    wait_for("postgres", || {
+        let logs = docker(&["logs", container]);
+        (String::from_utf8_lossy(&logs.stdout) + String::from_utf8_lossy(&logs.stderr))
+            .matches("database system is ready to accept connections")
+            .count()
+            >= 2
+    });
+}
+
 fn workdir(suite: &str, endpoints: &str) -> PathBuf {
     let dir =
         std::env::temp_dir().join(format!("harness-verify-{}", uuid::Uuid::new_v4().simple()));
@@ -133,13 +144,7 @@ fn verifies_a_platform_it_did_not_start_and_reports_a_stopped_service() {
     ])
     .status
     .success());
-    wait_for("postgres", || {
-        let logs = docker(&["logs", &pg]);
-        (String::from_utf8_lossy(&logs.stdout) + String::from_utf8_lossy(&logs.stderr))
-            .matches("database system is ready to accept connections")
-            .count()
-            >= 2
-    });
+    wait_for_postgres(&pg);
     wait_for("minio", || {
         std::net::TcpStream::connect(("127.0.0.1", MINIO_PORT)).is_ok()
     });
@@ -282,13 +287,7 @@ fn endpoints_alone_run_the_project_suites_from_any_directory() {
     ])
     .status
     .success());
-    wait_for("postgres", || {
-        let logs = docker(&["logs", &pg]);
-        (String::from_utf8_lossy(&logs.stdout) + String::from_utf8_lossy(&logs.stderr))
-            .matches("database system is ready to accept connections")
-            .count()
-            >= 2
-    });
+    wait_for_postgres(&pg);
     let dir = std::env::temp_dir().join(format!("harness-alone-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
