@@ -71,10 +71,11 @@
             inherit src pname version;
             strictDeps = true;
 
-            # rdkafka is built with its `cmake-build` feature: rdkafka-sys compiles the
-            # bundled librdkafka with cmake during `cargo build`. Its CMake build looks for
-            # OpenSSL, zlib and curl (the same set .ci/run installs on Debian); SASL
-            # (cyrus_sasl) is not enabled by the crate's features, so not needed.
+            # rdkafka is built through the harness's `rdkafka-cmake` feature: rdkafka-sys
+            # compiles the bundled librdkafka with cmake during `cargo build` (its default
+            # configure script wants /usr/bin/env, which the sandbox lacks). That CMake
+            # build looks for OpenSSL, zlib and curl; SASL is not enabled.
+            cargoExtraArgs = "--locked --features rdkafka-cmake";
             nativeBuildInputs = [
               pkgs.cmake
               pkgs.pkg-config
