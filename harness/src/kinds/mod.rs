@@ -120,6 +120,11 @@ impl<A: KindInfo> CheckKind for Kind<A> {
     }
 }
 
+/// The table of a verb that takes nothing (`redis.ping = {}`); unknown keys are errors.
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
 /// Variables captured by steps, visible to later steps as `${name}`.
 pub type Vars = BTreeMap<String, Value>;
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http::client;
-use super::{Action, KindInfo, StepContext, StepError};
+use super::{Action, KindInfo, NoArgs, StepContext, StepError};
 use crate::clients::error_chain;
 
 const CATEGORIES: [&str; 3] = ["books", "games", "tools"];
@@ -20,7 +20,7 @@ const CATEGORIES: [&str; 3] = ["books", "games", "tools"];
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum OpensearchAction {
     /// `GET /_cluster/health`: status, nodes, shards.
-    Health(Empty),
+    Health(NoArgs),
     /// `GET /<index>/_count`, optionally with a query: `{count}`; a missing index is a
     /// failure with the cluster's `index_not_found_exception`.
     Count(CountSpec),
@@ -29,10 +29,6 @@ pub enum OpensearchAction {
     /// the index deleted after.
     Roundtrip(RoundtripSpec),
 }
-
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Empty {}
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http::client;
-use super::{Action, KindInfo, StepContext, StepError};
+use super::{Action, KindInfo, NoArgs, StepContext, StepError};
 use crate::clients::error_chain;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -23,14 +23,10 @@ pub enum PrometheusAction {
     /// numbers as numbers.
     Query(QuerySpec),
     /// Rule groups with each rule's health and last error.
-    Rules(Empty),
+    Rules(NoArgs),
     /// Alerts now pending or firing.
-    Alerts(Empty),
+    Alerts(NoArgs),
 }
-
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Empty {}
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

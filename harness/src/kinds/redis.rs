@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{Action, KindInfo, StepContext, StepError};
+use super::{Action, KindInfo, NoArgs, StepContext, StepError};
 
 /// Every call to the server is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,19 +24,15 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RedisAction {
     /// PING; output `{reply, latency_ms}`.
-    Ping(Empty),
+    Ping(NoArgs),
     /// INFO, parsed: `{version, role, mode, used_memory, connected_clients, sections}`.
-    Info(Empty),
+    Info(NoArgs),
     /// Any command; the reply as JSON (`{reply}`).
     Command(CommandSpec),
     /// SET with a TTL and GET, INCR, a stream written and read in order (XADD/XRANGE),
     /// PUBLISH seen by a subscriber; every key removed after.
     Roundtrip(RoundtripSpec),
 }
-
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Empty {}
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -26,7 +26,7 @@ use futures::future::BoxFuture;
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum KafkaAction {
     /// Cluster metadata: `{brokers, topics, partitions}`.
-    Topics(TopicsSpec),
+    Topics(super::NoArgs),
     /// Produce messages (creating the topic if missing): `{topic, count, messages}`.
     Produce(ProduceSpec),
     /// Consume `count` messages within a deadline: `{messages, count}`.
@@ -43,10 +43,6 @@ pub enum KafkaAction {
 pub struct DeleteTopicSpec {
     pub topic: String,
 }
-
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TopicsSpec {}
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum S3Action {
     /// Output `{buckets: [...], count}`, names sorted.
-    ListBuckets(ListBucketsSpec),
+    ListBuckets(super::NoArgs),
     /// Create a scratch bucket, write a small and a multipart object, list, read back,
     /// delete everything, and check the bucket is gone.
     Bucket(BucketSpec),
@@ -35,10 +35,6 @@ pub enum S3Action {
     List(ListSpec),
     Delete(ObjectSpec),
 }
-
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ListBucketsSpec {}
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
