@@ -31,10 +31,10 @@ pub(super) struct StepTable<'a> {
     table: DeTable<'a>,
 }
 
-/// The step tables of every check, in file order (`[check index][step index]`).
-pub(super) fn steps_of(source: &str) -> Result<Vec<Vec<StepTable<'_>>>, toml::de::Error> {
-    let root = DeTable::parse(source)?.into_inner();
-    Ok(tables_in(root.get("check"))
+/// The step tables of every check of a parsed file, in file order
+/// (`[check index][step index]`).
+pub(super) fn steps_of<'a>(root: &DeTable<'a>) -> Vec<Vec<StepTable<'a>>> {
+    tables_in(root.get("check"))
         .into_iter()
         .map(|check| tables_in(check.get_ref().get("step")))
         .map(|steps| {
@@ -46,7 +46,7 @@ pub(super) fn steps_of(source: &str) -> Result<Vec<Vec<StepTable<'_>>>, toml::de
                 })
                 .collect()
         })
-        .collect())
+        .collect()
 }
 
 /// The tables of an array of tables (anything else is the typed parse's to report).

@@ -178,11 +178,13 @@ impl Suite {
     }
 
     pub fn parse(file: &Path, source: &str, platform: &PlatformSpec) -> Result<Self, SpecErrors> {
-        let raw: SuiteFile =
-            toml::from_str(source).map_err(|e| SpecError::from_toml(file, source, &e))?;
+        // Parsed once into the span-keeping tree: the typed fields come from it, and so do
+        // the step tables the kinds parse.
+        let toml_error = |e: toml::de::Error| SpecError::from_toml(file, source, &e);
+        let root = toml::de::DeTable::parse(source).map_err(toml_error)?;
+        let mut step_tables = step_table::steps_of(root.get_ref());
+        let raw = SuiteFile::deserialize(toml::de::Deserializer::from(root)).map_err(toml_error)?;
         let suite_dir = file.parent().unwrap_or(Path::new(""));
-        let mut step_tables =
-            step_table::steps_of(source).map_err(|e| SpecError::from_toml(file, source, &e))?;
         let err =
             |span: std::ops::Range<usize>, msg: String| SpecError::at(file, source, span, msg);
         let mut errors = Vec::new();
