@@ -65,33 +65,19 @@ async fn redis(password: &str) -> (ContainerAsync<GenericImage>, u16) {
 
 const PING: &str = "service = \"redis\"\n[[check]]\nname = \"ping\"\n[[check.step]]\nredis.roundtrip = { entries = 5 }\n";
 
+/// The small round trip against Redis on `port`, logging in with `password`.
+async fn redis_roundtrip(port: u16, password: &str) -> (CheckRun, Duration) {
+    let ep = endpoint("redis", "redis", port, &[("password", password)]);
+    run_one(ep, PING, Duration::from_secs(30)).await
+}
+
 #[tokio::test]
 async fn redis_refuses_a_wrong_password_then_errors_once_killed() {
     let (container, port) = redis("right-password-3e1f").await;
-    let (run, _) = run_one(
-        endpoint(
-            "redis",
-            "redis",
-            port,
-            &[("password", "right-password-3e1f")],
-        ),
-        PING,
-        Duration::from_secs(30),
-    )
-    .await;
+    let (run, _) = redis_roundtrip(port, "right-password-3e1f").await;
     assert_eq!(run.outcome, Outcome::Passed, "the right password passes");
 
-    let (run, took) = run_one(
-        endpoint(
-            "redis",
-            "redis",
-            port,
-            &[("password", "wrong-password-9a9a")],
-        ),
-        PING,
-        Duration::from_secs(30),
-    )
-    .await;
+    let (run, took) = redis_roundtrip(port, "wrong-password-9a9a").await;
     match &run.outcome {
         Outcome::Errored(m) => {
             // The crate's handshake words it; the server said WRONGPASS.
@@ -103,17 +89,7 @@ async fn redis_refuses_a_wrong_password_then_errors_once_killed() {
     assert!(took < Duration::from_secs(15), "{took:?}");
 
     container.stop().await.unwrap();
-    let (run, took) = run_one(
-        endpoint(
-            "redis",
-            "redis",
-            port,
-            &[("password", "right-password-3e1f")],
-        ),
-        PING,
-        Duration::from_secs(30),
-    )
-    .await;
+    let (run, took) = redis_roundtrip(port, "right-password-3e1f").await;
     match &run.outcome {
         Outcome::Errored(m) => assert!(
             m.contains(&format!("connecting to 127.0.0.1:{port}")),

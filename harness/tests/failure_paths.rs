@@ -54,6 +54,14 @@ fn checks(spec: &Spec) -> Vec<Arc<Check>> {
     spec.checks().cloned().map(Arc::new).collect()
 }
 
+/// Every check of `spec`, a session started for all of them, and its run id.
+fn start_all(spec: &Spec) -> (Vec<Arc<Check>>, Session, String) {
+    let checks = checks(spec);
+    let session = Session::start(spec, &checks, &all(&checks), None).unwrap();
+    let run_id = session.run_id().to_string();
+    (checks, session, run_id)
+}
+
 fn all(checks: &[Arc<Check>]) -> BTreeSet<String> {
     checks.iter().map(|c| c.id()).collect()
 }
@@ -86,9 +94,7 @@ service = "healthy"
 postgres.connect = {}
 "#;
     let (spec, _dir) = spec(&services, suite);
-    let checks = checks(&spec);
-    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
-    let run_id = session.run_id().to_string();
+    let (checks, session, run_id) = start_all(&spec);
 
     let stuck = session.trial(&checks[0]).unwrap_err();
     let msg = stuck.message().unwrap_or_default().to_string();
@@ -126,9 +132,7 @@ fn a_wrong_password_turns_the_report_red_with_the_reason_and_no_secret() {
         &postgres("postgres", READY, 2, "60s", "wrong"),
         "[[check]]\nname = \"login\"\n[[check.step]]\npostgres.connect = {}\n",
     );
-    let checks = checks(&spec);
-    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
-    let run_id = session.run_id().to_string();
+    let (checks, session, run_id) = start_all(&spec);
     let failed = session.trial(&checks[0]).unwrap_err();
     let report = session.finish();
 
@@ -246,9 +250,7 @@ service = "app"
 postgres.connect = {}
 "#;
     let (spec, _dir) = spec(&services, suite);
-    let checks = checks(&spec);
-    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
-    let run_id = session.run_id().to_string();
+    let (checks, session, run_id) = start_all(&spec);
     session.trial(&checks[0]).expect("db starts and answers");
     let killed = std::process::Command::new("docker")
         .args(["kill", &format!("db-{run_id}")])
@@ -290,9 +292,7 @@ endpoint = { user = "nobody" }
 "#,
         "[[check]]\nname = \"c\"\nservice = \"crash\"\n[[check.step]]\npostgres.connect = {}\n",
     );
-    let checks = checks(&spec);
-    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
-    let run_id = session.run_id().to_string();
+    let (checks, session, run_id) = start_all(&spec);
     let msg = session
         .trial(&checks[0])
         .unwrap_err()
@@ -317,9 +317,7 @@ fn a_check_whose_dependency_never_got_ready_carries_the_dependency_log_tail() {
         &services,
         "[[check]]\nname = \"through_app\"\nservice = \"app\"\n[[check.step]]\npostgres.connect = {}\n",
     );
-    let checks = checks(&spec);
-    let session = Session::start(&spec, &checks, &all(&checks), None).unwrap();
-    let run_id = session.run_id().to_string();
+    let (checks, session, run_id) = start_all(&spec);
     let msg = session
         .trial(&checks[0])
         .unwrap_err()

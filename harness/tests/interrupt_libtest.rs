@@ -11,14 +11,6 @@ use libtest_mimic::Arguments;
 
 mod common;
 
-const SUITE: &str = r#"
-[[check]]
-name = "slow"
-service = "postgres"
-[[check.step]]
-postgres.query.sql = "SELECT pg_sleep(60)"
-"#;
-
 #[test]
 fn ctrl_c_during_the_test_target_writes_the_report_and_removes_the_run() {
     let dir = std::env::temp_dir().join(format!("harness-int-{}", uuid::Uuid::new_v4().simple()));
@@ -28,7 +20,7 @@ fn ctrl_c_during_the_test_target_writes_the_report_and_removes_the_run() {
         common::postgres_platform("{ default = \"int-secret-5d2c81\" }"),
     )
     .unwrap();
-    std::fs::write(dir.join("suites/int.toml"), SUITE).unwrap();
+    std::fs::write(dir.join("suites/int.toml"), common::SLOW_SUITE).unwrap();
     let junit = dir.join("junit.xml");
     // The inner run's libtest lines go here: .ci/run tallies "test result:" lines.
     let log = dir.join("libtest.log");

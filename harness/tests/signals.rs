@@ -23,14 +23,6 @@ service = "postgres"
 postgres.connect = {}
 "#;
 
-const SLOW: &str = r#"
-[[check]]
-name = "slow"
-service = "postgres"
-[[check.step]]
-postgres.query.sql = "SELECT pg_sleep(60)"
-"#;
-
 /// One platform at a time: the cases would otherwise start postgres all at once.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -65,7 +57,7 @@ fn a_signal_at_any_moment_leaves_nothing_and_writes_the_report(
     )
     .unwrap();
     let suite = if slow {
-        format!("{QUICK}{SLOW}")
+        format!("{QUICK}{}", common::SLOW_SUITE)
     } else {
         QUICK.to_string()
     };

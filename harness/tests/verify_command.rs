@@ -46,6 +46,29 @@ fn wait_for(what: &str, ok: impl Fn() -> bool) {
     }
 }
 
+/// The kit's PostgreSQL as an outside platform would run it, published at `published`
+/// (`127.0.0.1:PORT:5432`), user and database `platform`.
+fn start_outside_postgres(name: &str, published: &str, password: &str) {
+    let password = format!("POSTGRES_PASSWORD={password}");
+    assert!(docker(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        published,
+        "-e",
+        "POSTGRES_USER=platform",
+        "-e",
+        "POSTGRES_DB=platform",
+        "-e",
+        &password,
+        "platform-kit/postgres:15",
+    ])
+    .status
+    .success());
+}
+
 /// The kit's PostgreSQL logs readiness twice: after its init scripts, then for real.
 fn wait_for_postgres(container: &str) {
     wait_for("postgres", || {
@@ -118,21 +141,7 @@ fn verifies_a_platform_it_did_not_start_and_reports_a_stopped_service() {
     let _cleanup = Outside(vec![pg.clone(), minio.clone()]);
     let pg_port = format!("127.0.0.1:{PG_PORT}:5432");
     let minio_port = format!("127.0.0.1:{MINIO_PORT}:9000");
-    assert!(docker(&[
-        "run",
-        "-d",
-        "--name",
-        &pg,
-        "-p",
-        &pg_port,
-        "-e",
-        "POSTGRES_USER=platform",
-        "-e",
-        "POSTGRES_PASSWORD=outside-pw-4821",
-        "platform-kit/postgres:15"
-    ])
-    .status
-    .success());
+    start_outside_postgres(&pg, &pg_port, "outside-pw-4821");
     assert!(docker(&[
         "run",
         "-d",
@@ -270,23 +279,7 @@ fn endpoints_alone_run_the_project_suites_from_any_directory() {
     let pg = format!("outside-pg-alone-{id}");
     let _cleanup = Outside(vec![pg.clone()]);
     let published = format!("127.0.0.1:{PORT}:5432");
-    assert!(docker(&[
-        "run",
-        "-d",
-        "--name",
-        &pg,
-        "-p",
-        &published,
-        "-e",
-        "POSTGRES_USER=platform",
-        "-e",
-        "POSTGRES_DB=platform",
-        "-e",
-        "POSTGRES_PASSWORD=alone-pw-7730",
-        "platform-kit/postgres:15",
-    ])
-    .status
-    .success());
+    start_outside_postgres(&pg, &published, "alone-pw-7730");
     wait_for_postgres(&pg);
     let dir = std::env::temp_dir().join(format!("harness-alone-{id}"));
     std::fs::create_dir_all(&dir).unwrap();

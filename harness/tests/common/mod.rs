@@ -33,6 +33,16 @@ endpoint = {{ user = "platform", password = "${{secret.pw}}", database = "platfo
     )
 }
 
+/// One check that holds a PostgreSQL session for a minute: a run is surely busy when a
+/// signal or deadline arrives.
+pub const SLOW_SUITE: &str = r#"
+[[check]]
+name = "slow"
+service = "postgres"
+[[check.step]]
+postgres.query.sql = "SELECT pg_sleep(60)"
+"#;
+
 /// A new directory under the system's temporary one with `platform.toml` and
 /// `suites/NAME` for each `(NAME, text)`.
 pub fn workdir(prefix: &str, platform: &str, suites: &[(&str, &str)]) -> PathBuf {
