@@ -280,10 +280,12 @@ impl Session {
                 None => std::future::pending().await,
             }
         };
-        let mut run = tokio::select! {
+        // `blocked`: a predecessor kept the check from reaching its services, so how those
+        // services ended is no cause of its verdict.
+        let (mut run, blocked) = tokio::select! {
             biased;
-            _ = interrupt::wait() => cut_short(INTERRUPTED.to_string()),
-            why = deadline => cut_short(why),
+            _ = interrupt::wait() => (cut_short(INTERRUPTED.to_string()), false),
+            why = deadline => (cut_short(why), false),
             run = self.run_one(check, started) => run,
         };
         let ended = self.started.elapsed();
@@ -293,7 +295,7 @@ impl Session {
             if let Some(p) = &self.platform {
                 let (logs, exits) = self.evidence(p, check).await;
                 service_logs = logs;
-                if !exits.is_empty() {
+                if !exits.is_empty() && !blocked {
                     run.outcome = with_cause(&run.outcome, &exits.join("; "));
                 }
             }
@@ -315,18 +317,24 @@ impl Session {
         record
     }
 
-    async fn run_one(&self, check: &Check, started: Instant) -> CheckRun {
-        match self.prepare(check).await {
-            Ok((endpoints, vars)) => {
+    /// The check's run, and whether a predecessor that did not pass blocked it.
+    async fn run_one(&self, check: &Check, started: Instant) -> (CheckRun, bool) {
+        let not_run = |outcome| CheckRun {
+            outcome,
+            steps: Vec::new(),
+            vars: Vars::new(),
+            duration: started.elapsed(),
+        };
+        let vars = match self.predecessors(check).await {
+            Ok(vars) => vars,
+            Err(outcome) => return (not_run(outcome), true),
+        };
+        match self.endpoints(check).await {
+            Ok(endpoints) => {
                 let shell = self.platform.as_ref().and_then(Platform::shell);
-                run_check_with(check, &endpoints, vars, shell).await
+                (run_check_with(check, &endpoints, vars, shell).await, false)
             }
-            Err(outcome) => CheckRun {
-                outcome,
-                steps: Vec::new(),
-                vars: Vars::new(),
-                duration: started.elapsed(),
-            },
+            Err(outcome) => (not_run(outcome), false),
         }
     }
 
@@ -364,10 +372,8 @@ impl Session {
     }
 
     /// Waits for the check's predecessors and services; `Err` is why it cannot run.
-    async fn prepare(
-        &self,
-        check: &Check,
-    ) -> Result<(BTreeMap<String, crate::platform::Endpoint>, Vars), Outcome> {
+    /// Waits for the checks this one needs; their variables, or why it cannot run.
+    async fn predecessors(&self, check: &Check) -> Result<Vars, Outcome> {
         let mut vars = Vars::new();
         for need in &check.needs {
             let id = format!("{}::{need}", check.suite);
@@ -384,6 +390,14 @@ impl Session {
             }
             vars.extend(run.vars);
         }
+        Ok(vars)
+    }
+
+    /// Waits for the check's services; their endpoints, or why it cannot run.
+    async fn endpoints(
+        &self,
+        check: &Check,
+    ) -> Result<BTreeMap<String, crate::platform::Endpoint>, Outcome> {
         let mut endpoints = BTreeMap::new();
         for s in check.services() {
             let ep = match (&self.platform, &self.platform_error) {
@@ -404,7 +418,7 @@ impl Session {
             };
             endpoints.insert(s, ep);
         }
-        Ok((endpoints, vars))
+        Ok(endpoints)
     }
 
     async fn wait_for(&self, id: &str) -> CheckRun {
@@ -477,12 +491,9 @@ impl Session {
 }
 
 /// Puts the cause in front of a check's message: the first line is what summaries show.
-/// A check that was not run never reached its services: its cause is the predecessor it
-/// names, and an exited container would only mislead.
 fn with_cause(outcome: &Outcome, cause: &str) -> Outcome {
     match outcome {
         Outcome::Passed => Outcome::Passed,
-        Outcome::Errored(m) if m.starts_with("not run:") => outcome.clone(),
         Outcome::Failed(m) => Outcome::Failed(format!("{cause}; {m}")),
         Outcome::Errored(m) => Outcome::Errored(format!("{cause}; {m}")),
     }
