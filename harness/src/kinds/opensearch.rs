@@ -100,6 +100,8 @@ impl OpensearchAction {
 /// The cluster's REST API: base URL from port `http`, basic auth when the endpoint has
 /// `user` and `password` (secured clusters).
 struct Rest {
+    /// One client for the step's calls (a roundtrip makes seven).
+    http: reqwest::Client,
     base: String,
     auth: Option<(String, String)>,
 }
@@ -112,6 +114,7 @@ impl Rest {
             _ => None,
         };
         Ok(Self {
+            http: client(),
             base: ep.base_url("http")?,
             auth,
         })
@@ -125,7 +128,9 @@ impl Rest {
         path: &str,
         body: Option<Body>,
     ) -> Result<Value, StepError> {
-        let mut req = client().request(method.clone(), format!("{}{path}", self.base));
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some((u, p)) = &self.auth {
             req = req.basic_auth(u, Some(p));
         }
