@@ -339,3 +339,31 @@ fn a_check_whose_dependency_never_got_ready_carries_the_dependency_log_tail() {
     drop(session);
     assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
 }
+
+#[test]
+fn a_step_readiness_probe_that_never_succeeds_names_the_step_and_the_service_s_answer() {
+    // Ready means a query succeeds as the checks' user; this endpoint logs in wrongly.
+    let services = postgres("pg", READY, 2, "8s", "wrong").replace(
+        &format!("ready = [{{ log = \"{READY}\", times = 2 }}]"),
+        r#"ready = [{ step = { postgres.query.sql = "SELECT 1" } }]"#,
+    );
+    let suite = r#"
+[[check]]
+name = "connects"
+service = "pg"
+[[check.step]]
+postgres.connect = {}
+"#;
+    let (spec, _dir) = spec(&services, suite);
+    let (checks, session, run_id) = start_all(&spec);
+    let msg = session.trial(&checks[0]).unwrap_err();
+    let msg = msg.message().unwrap_or_default().to_string();
+    assert!(
+        msg.contains("not ready: waited 8 s (its startup timeout) for step `postgres.query` to succeed: last attempt:")
+            && msg.contains("password authentication failed"),
+        "{msg}"
+    );
+    assert!(!msg.contains("wrong-secret-1a2b3c"), "{msg}");
+    drop(session);
+    assert_eq!(containers_of(&run_id), 0, "nothing of the run is left");
+}

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use super::docker::{seconds, Cleanup};
 use super::endpoint::Endpoint;
 use super::readiness::{self, Probe};
+use super::schedule::{StartCost, StartGate, Ticket};
 use super::shell;
 use super::{docker, images, ServiceFailure, ServiceStart};
 use crate::kinds::{ExecOutput, ServiceShell};
@@ -114,7 +115,9 @@ impl ContainerPlatform {
         let containers = Arc::new(Mutex::new(Vec::new()));
         let timings = Arc::new(Mutex::new(Vec::new()));
         let mut starts: BTreeMap<String, StartHandle> = BTreeMap::new();
-        let serial = StartMode::from_env()? == StartMode::Serial;
+        let mode = StartMode::from_env()?;
+        let serial = mode == StartMode::Serial;
+        let gate = start_gate(spec, services, mode)?;
         let platform_started = Instant::now();
         // Dependencies first, so each service can hold its dependencies' futures.
         for name in start_order(spec, services) {
@@ -143,12 +146,18 @@ impl ContainerPlatform {
                 stop: stop.subscribe(),
                 phase: Mutex::new("waiting for its dependencies"),
             };
+            let ticket = gate.ticket(&name);
             let (tx, rx) = watch::channel(None);
             // Start now, not when the first check asks.
-            let span = tracing::info_span!("service", name = %name, image = %job.image);
+            let span = tracing::info_span!(
+                "service",
+                name = %name,
+                image = %job.image,
+                rank_s = gate.rank(&name).as_secs_f64()
+            );
             tasks.push(tokio::spawn(
                 async move {
-                    let result = job.run(deps).await;
+                    let result = job.run(deps, ticket).await;
                     tx.send_replace(Some(result));
                 }
                 .instrument(span),
@@ -257,6 +266,45 @@ impl ContainerPlatform {
     }
 }
 
+/// The gate the starts pass once their dependencies are ready: bounded by the machine's
+/// cores when scheduled, open in the other modes.
+fn start_gate(
+    spec: &PlatformSpec,
+    services: &BTreeSet<String>,
+    mode: StartMode,
+) -> Result<StartGate, String> {
+    let costs = services
+        .iter()
+        .map(|name| {
+            let svc = &spec.services[name];
+            let cost = StartCost {
+                expected: svc.expected_ready,
+                cores: svc.start_cores,
+                depends_on: svc.depends_on.clone(),
+            };
+            (name.clone(), cost)
+        })
+        .collect();
+    let capacity = match mode {
+        StartMode::Scheduled => start_cores()?,
+        StartMode::Parallel | StartMode::Serial => f64::INFINITY,
+    };
+    Ok(StartGate::new(&costs, capacity))
+}
+
+/// The cores starts may keep busy together: `PLATFORM_START_CORES`, or what the machine
+/// (and its cgroup quota) gives this process.
+fn start_cores() -> Result<f64, String> {
+    match std::env::var("PLATFORM_START_CORES") {
+        Ok(v) if !v.is_empty() => {
+            v.parse::<f64>().ok().filter(|c| *c > 0.0).ok_or_else(|| {
+                format!("PLATFORM_START_CORES={v:?}: give a number of cores, e.g. 2")
+            })
+        }
+        _ => Ok(std::thread::available_parallelism().map_or(2, |n| n.get()) as f64),
+    }
+}
+
 /// Services in an order where every dependency comes before its dependents.
 fn start_order(spec: &PlatformSpec, services: &BTreeSet<String>) -> Vec<String> {
     let mut order: Vec<String> = Vec::new();
@@ -295,10 +343,13 @@ struct StartJob {
     phase: Mutex<&'static str>,
 }
 
-/// How services start: each as soon as its dependencies are ready (the default), or one
-/// at a time (`PLATFORM_START=serial`), to measure what parallel start-up saves.
+/// How services start: by the scheduler (the default: the critical path first, heavy
+/// starts bounded by the cores), each as soon as its dependencies are ready
+/// (`PLATFORM_START=parallel`), or one at a time (`serial`); the last two are there for the
+/// benchmark to measure what scheduling saves.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StartMode {
+    Scheduled,
     Parallel,
     Serial,
 }
@@ -306,17 +357,20 @@ pub enum StartMode {
 impl StartMode {
     pub fn from_env() -> Result<Self, String> {
         match std::env::var("PLATFORM_START").as_deref() {
-            Err(_) | Ok("") | Ok("parallel") => Ok(Self::Parallel),
+            Err(_) | Ok("") | Ok("scheduled") => Ok(Self::Scheduled),
+            Ok("parallel") => Ok(Self::Parallel),
             Ok("serial") => Ok(Self::Serial),
             Ok(other) => Err(format!(
-                "PLATFORM_START={other:?}: use `parallel` or `serial`"
+                "PLATFORM_START={other:?}: use `scheduled`, `parallel` or `serial`"
             )),
         }
     }
 }
 
 impl StartJob {
-    async fn run(self, deps: Vec<(String, StartHandle)>) -> StartResult {
+    /// Waits for its dependencies, then for the start gate (`ticket`, whose permit holds
+    /// the cores until the service is ready or failed), then starts.
+    async fn run(self, deps: Vec<(String, StartHandle)>, ticket: Ticket) -> StartResult {
         let name = self.svc.name.clone();
         let mut stop = self.stop.clone();
         for (dep, fut) in deps {
@@ -335,14 +389,35 @@ impl StartJob {
             self.record(None, Some(&failure));
             return Err(Arc::new(failure));
         }
+        let queued = Instant::now();
+        let _cores = tokio::select! {
+            permit = ticket.admit() => Some(permit),
+            _ = stop.wait_for(|s| *s) => None,
+        };
         if *stop.borrow() {
             let failure = self.fail("not started: the run is stopping".into(), String::new());
             self.record(None, Some(&failure));
             return Err(Arc::new(failure));
         }
+        let waited = queued.elapsed();
+        tracing::debug!(
+            waited_ms = waited.as_millis() as u64,
+            "admitted by the start scheduler"
+        );
         let started = Instant::now();
         let timeout = self.svc.startup_timeout;
-        super::say(format!("platform: starting {name} ({})", self.image));
+        let held_back = if waited >= Duration::from_millis(100) {
+            format!(
+                ", after {:.1} s leaving the cores to starts ranked above it",
+                waited.as_secs_f64()
+            )
+        } else {
+            String::new()
+        };
+        super::say(format!(
+            "platform: starting {name} ({}){held_back}",
+            self.image
+        ));
         // The startup timeout bounds the whole start; the steps inside watch the same
         // deadline and usually end first, with a more precise message.
         let result = match tokio::time::timeout(
@@ -525,9 +600,21 @@ impl StartJob {
             }
         };
 
-        let mut outcome = Ok(());
+        // Known before readiness: a `step` condition talks to the endpoint checks will get.
+        let params = svc
+            .endpoint
+            .iter()
+            .map(|(k, v)| template::render(v, vars).map(|v| (k.clone(), v)))
+            .collect::<Result<BTreeMap<_, _>, _>>();
+        let mut outcome = params.as_ref().map(|_| ()).map_err(String::clone);
+        let endpoint = Endpoint {
+            service: svc.name.clone(),
+            host: "127.0.0.1".into(),
+            ports: host_ports.clone(),
+            params: params.unwrap_or_default(),
+        };
         self.enter("running its after_start commands");
-        for argv in &svc.after_start {
+        for argv in svc.after_start.iter().take_while(|_| outcome.is_ok()) {
             let argv: Result<Vec<String>, String> =
                 argv.iter().map(|a| template::render(a, vars)).collect();
             let left = deadline.saturating_duration_since(Instant::now());
@@ -550,6 +637,7 @@ impl StartJob {
                 host_ports: &host_ports,
                 container_ports: &svc.ports,
                 network: &self.network,
+                endpoint: &endpoint,
             };
             let mut stop = self.stop.clone();
             tracing::debug!(ports = ?host_ports, "published; waiting until it is ready");
@@ -563,20 +651,9 @@ impl StartJob {
             return Err(self.fail(message, tail));
         }
 
-        let params = svc
-            .endpoint
-            .iter()
-            .map(|(k, v)| template::render(v, vars).map(|v| (k.clone(), v)))
-            .collect::<Result<BTreeMap<_, _>, _>>()
-            .map_err(|e| self.fail(e, String::new()));
         keep(container);
         Ok(Started {
-            endpoint: Endpoint {
-                service: svc.name.clone(),
-                host: "127.0.0.1".into(),
-                ports: host_ports,
-                params: params?,
-            },
+            endpoint,
             container_id,
         })
     }

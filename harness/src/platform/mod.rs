@@ -6,8 +6,10 @@ pub mod docker;
 pub mod endpoint;
 pub mod external;
 pub mod images;
+pub mod log_watch;
 pub mod readiness;
 pub mod reaper;
+pub mod schedule;
 pub mod shell;
 
 use std::sync::Arc;

@@ -10,9 +10,15 @@ use testcontainers::bollard::Docker;
 use tokio::sync::watch;
 
 use super::docker::{self, seconds};
+use super::log_watch::LogWatch;
+use crate::kinds::{Endpoint, StepContext, Vars};
 use crate::spec::platform::ReadyCondition;
 
-const POLL: Duration = Duration::from_millis(250);
+/// The first pause between polls; each later pause is a quarter longer, up to
+/// [`POLL_MAX`]: a fast service is seen within a tenth of a second, a slow one is not
+/// probed forty times a second.
+const POLL_FIRST: Duration = Duration::from_millis(100);
+const POLL_MAX: Duration = Duration::from_millis(500);
 /// One probe (a command, an HTTP request) may take this long before it is abandoned.
 pub const PROBE_LIMIT: Duration = Duration::from_secs(10);
 
@@ -26,6 +32,8 @@ pub struct Probe<'a> {
     /// (the host's port proxy accepts connections even when nothing listens behind it).
     pub container_ports: &'a BTreeMap<String, u16>,
     pub network: &'a str,
+    /// What a `step` condition's action talks to.
+    pub endpoint: &'a Endpoint,
 }
 
 /// `Err` says what was still missing when `deadline` (the end of the service's
@@ -38,39 +46,60 @@ pub async fn wait_ready(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let started = Instant::now();
-    let mut pending: Vec<&ReadyCondition> = conditions.iter().collect();
+    let mut pending: Vec<usize> = (0..conditions.len()).collect();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap_or_default();
+    // Log conditions are counted from one followed stream; `log_index[i]` is condition
+    // i's needle in it.
+    let needles: Vec<String> = conditions
+        .iter()
+        .filter_map(|c| match c {
+            ReadyCondition::Log { line, .. } => Some(line.clone()),
+            _ => None,
+        })
+        .collect();
+    let logs =
+        (!needles.is_empty()).then(|| LogWatch::follow(probe.docker, probe.container_id, needles));
+    let mut log_index = BTreeMap::new();
+    for (i, c) in conditions.iter().enumerate() {
+        if matches!(c, ReadyCondition::Log { .. }) {
+            log_index.insert(i, log_index.len());
+        }
+    }
     let mut last: BTreeMap<usize, String> = BTreeMap::new();
     let mut polls = 0u32;
+    let mut pause = POLL_FIRST;
     loop {
+        // Made before probing, so output that arrives meanwhile still wakes the pause.
+        let log_output = logs.as_ref().map(LogWatch::changed);
         let left = deadline.saturating_duration_since(Instant::now());
         let limit = left.min(PROBE_LIMIT).max(Duration::from_millis(100));
-        let logs = if pending
-            .iter()
-            .any(|c| matches!(c, ReadyCondition::Log { .. }))
-        {
-            docker::all_logs(probe.docker, probe.container_id).await
-        } else {
-            String::new()
-        };
         let mut still = Vec::new();
-        for c in pending {
-            let status =
-                match tokio::time::timeout(limit, holds(probe, c, &logs, &http, limit)).await {
+        for i in pending {
+            let c = &conditions[i];
+            let status = match (c, &logs) {
+                (ReadyCondition::Log { times, .. }, Some(logs)) => {
+                    let seen = logs.count(log_index[&i]);
+                    if seen >= *times {
+                        Ok(())
+                    } else {
+                        Err(format!("seen {seen} of {times} times"))
+                    }
+                }
+                _ => match tokio::time::timeout(limit, holds(probe, c, &http, limit)).await {
                     Ok(s) => s,
                     Err(_) => Err(format!(
                         "last probe did not answer within {}",
                         seconds(limit)
                     )),
-                };
-            let i = conditions.iter().position(|x| x == c).unwrap_or(0);
+                },
+            };
             match status {
                 Err(status) => {
                     last.insert(i, format!("{}: {status}", waiting_for(c)));
-                    still.push(c);
+                    still.push(i);
                 }
                 Ok(()) => {
                     last.remove(&i);
@@ -111,10 +140,22 @@ pub async fn wait_ready(
                 missing()
             ));
         }
+        // Only log conditions left: new output is the only thing that can change them.
+        let logs_only = pending
+            .iter()
+            .all(|i| matches!(conditions[*i], ReadyCondition::Log { .. }));
+        let woken = async {
+            match log_output {
+                Some(n) if logs_only => n.await,
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(pause) => {}
+            _ = woken => {}
             _ = stop.wait_for(|s| *s) => return Err("not ready: the run is stopping".into()),
         }
+        pause = (pause * 5 / 4).min(POLL_MAX);
     }
 }
 
@@ -136,24 +177,33 @@ fn waiting_for(c: &ReadyCondition) -> String {
         }
         ReadyCondition::Tcp { port } => format!("a TCP connection to port `{port}`"),
         ReadyCondition::Command { argv } => format!("command `{}` to exit 0", argv.join(" ")),
+        ReadyCondition::Step(step) => format!("step `{}` to succeed", step.name),
     }
 }
 
 async fn holds(
     probe: &Probe<'_>,
     c: &ReadyCondition,
-    logs: &str,
     http: &reqwest::Client,
     limit: Duration,
 ) -> Result<(), String> {
     match c {
-        ReadyCondition::Log { line, times } => {
-            let seen = logs.matches(line.as_str()).count();
-            if seen >= *times {
-                Ok(())
-            } else {
-                Err(format!("seen {seen} of {times} times"))
-            }
+        ReadyCondition::Log { .. } => Err("its log is not followed".into()),
+        ReadyCondition::Step(step) => {
+            let endpoints =
+                BTreeMap::from([(probe.endpoint.service.clone(), probe.endpoint.clone())]);
+            let vars = Vars::new();
+            let cx = StepContext {
+                endpoint: probe.endpoint,
+                endpoints: &endpoints,
+                vars: &vars,
+                shell: None,
+            };
+            step.action
+                .run(&cx)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("last attempt: {}", crate::mask::clip(e.message(), 300)))
         }
         ReadyCondition::Http {
             port,

@@ -78,6 +78,14 @@ struct ServiceFile {
     after_start: Vec<Vec<String>>,
     #[serde(default)]
     endpoint: BTreeMap<String, String>,
+    /// Its time from container start to ready when started alone on this kind of machine
+    /// (the benchmark prints it as `bare`): ranks the start on the critical path.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    expected_ready: Option<Duration>,
+    /// How many cores its start keeps busy (CPU time to ready / time to ready, as the
+    /// benchmark prints it): limits how many heavy starts overlap.
+    start_cores: Option<f64>,
 }
 
 /// A file or directory copied into the container before it starts.
@@ -104,6 +112,10 @@ struct ReadyFile {
     body_matches: Option<String>,
     tcp: Option<String>,
     command: Option<Vec<String>>,
+    /// A check step's action, run from the host against the service's endpoint:
+    /// `{ step = { trino.query.sql = "SELECT 1" } }`. Its error is "not ready yet".
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    step: Option<toml::Table>,
 }
 
 /// When a started service counts as ready. All conditions of a service must hold.
@@ -122,6 +134,22 @@ pub enum ReadyCondition {
     Tcp { port: String },
     /// A command run in the container exits 0.
     Command { argv: Vec<String> },
+    /// A check kind's action succeeds against the service's endpoint (from the host).
+    Step(ReadyStep),
+}
+
+/// A check step used as a readiness probe: the real client's own judgement of "ready".
+#[derive(Debug, Clone)]
+pub struct ReadyStep {
+    /// `trino.query`, for messages.
+    pub name: String,
+    pub action: std::sync::Arc<dyn crate::kinds::Action>,
+}
+
+impl PartialEq for ReadyStep {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && format!("{:?}", self.action) == format!("{:?}", other.action)
+    }
 }
 
 impl std::fmt::Display for ReadyCondition {
@@ -142,6 +170,7 @@ impl std::fmt::Display for ReadyCondition {
             }
             Self::Tcp { port } => write!(f, "TCP connect to port `{port}`"),
             Self::Command { argv } => write!(f, "command {argv:?} exits 0"),
+            Self::Step(step) => write!(f, "step `{}` succeeds", step.name),
         }
     }
 }
@@ -167,6 +196,8 @@ pub struct ServiceSpec {
     pub after_start: Vec<Vec<String>>,
     /// Parameters handed to checks (user, database, ...). May hold `${secret.*}`.
     pub endpoint: BTreeMap<String, String>,
+    pub expected_ready: Duration,
+    pub start_cores: f64,
 }
 
 /// The validated platform.
@@ -183,6 +214,9 @@ pub struct PlatformSpec {
 }
 
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// A service that declares nothing is taken for a JVM-sized start: ten seconds, one core.
+pub const DEFAULT_EXPECTED_READY: Duration = Duration::from_secs(10);
+pub const DEFAULT_START_CORES: f64 = 1.0;
 
 impl PlatformSpec {
     pub fn load(file: &Path) -> Result<Self, SpecErrors> {
@@ -281,6 +315,14 @@ impl PlatformSpec {
                     ));
                 }
             }
+            if let Some(c) = svc.start_cores {
+                if !(c > 0.0 && c <= 1024.0) {
+                    errors.push(err(
+                        span.clone(),
+                        format!("service `{name}`, field `start_cores`: {c} is not a number of cores (more than 0)"),
+                    ));
+                }
+            }
             services.insert(
                 name.clone(),
                 ServiceSpec {
@@ -297,6 +339,8 @@ impl PlatformSpec {
                     memory: svc.memory.map(|m| m.as_u64()),
                     after_start: svc.after_start.clone(),
                     endpoint: svc.endpoint.clone(),
+                    expected_ready: svc.expected_ready.unwrap_or(DEFAULT_EXPECTED_READY),
+                    start_cores: svc.start_cores.unwrap_or(DEFAULT_START_CORES),
                 },
             );
         }
@@ -375,6 +419,8 @@ impl PlatformSpec {
                     memory: None,
                     after_start: Vec::new(),
                     endpoint: BTreeMap::new(),
+                    expected_ready: DEFAULT_EXPECTED_READY,
+                    start_cores: DEFAULT_START_CORES,
                 };
                 (name, spec)
             })
@@ -404,9 +450,10 @@ fn ready_condition(r: &ReadyFile, ports: &BTreeMap<String, u16>) -> Result<Ready
         r.http.is_some(),
         r.tcp.is_some(),
         r.command.is_some(),
+        r.step.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err("give exactly one of `log`, `http`, `tcp`, `command`".into());
+        return Err("give exactly one of `log`, `http`, `tcp`, `command`, `step`".into());
     }
     let known_port = |p: &str| {
         if ports.contains_key(p) {
@@ -450,11 +497,36 @@ fn ready_condition(r: &ReadyFile, ports: &BTreeMap<String, u16>) -> Result<Ready
             port: known_port(port)?,
         });
     }
+    if let Some(table) = &r.step {
+        return ready_step(table).map(ReadyCondition::Step);
+    }
     let argv = r.command.clone().unwrap_or_default();
     if argv.is_empty() {
         return Err("`command` must not be empty".into());
     }
     Ok(ReadyCondition::Command { argv })
+}
+
+/// `{ trino.query.sql = "..." }`: one check kind's table, parsed by that kind.
+fn ready_step(table: &toml::Table) -> Result<ReadyStep, String> {
+    let mut entries = table.iter();
+    let (Some((namespace, value)), None) = (entries.next(), entries.next()) else {
+        return Err("`step` takes one action, like `{ trino.query.sql = \"SELECT 1\" }`".into());
+    };
+    let kind = crate::kinds::kind(namespace).ok_or_else(|| {
+        format!(
+            "`step`: `{namespace}` is not a check kind (run `platform-verify validate --kinds`)"
+        )
+    })?;
+    // The kind parses from TOML text; the value is written back as an inline value.
+    let text = value.to_string();
+    let action = kind
+        .parse(toml::de::ValueDeserializer::parse(&text).map_err(|e| format!("`step`: {e}"))?)
+        .map_err(|e| format!("`step`, `{namespace}`: {}", e.message()))?;
+    Ok(ReadyStep {
+        name: format!("{namespace}.{}", action.verb()),
+        action: std::sync::Arc::from(action),
+    })
 }
 
 /// A templated copy's files are read now, so that a `${secret.X}` the platform does not
@@ -599,6 +671,28 @@ ready = [{ http = "/health", port = "http" }]
         );
     }
 
+    #[test]
+    fn a_step_condition_and_the_start_hints_parse() {
+        let src = "[services.t]\nimage = \"i\"\nports = { http = 8080 }\n\
+                   ready = [{ step = { trino.query.sql = \"SELECT 1\" } }]\n\
+                   expected_ready = \"16s\"\nstart_cores = 1.5\n";
+        let t = &parse(src).unwrap().services["t"];
+        let [ReadyCondition::Step(step)] = t.ready.as_slice() else {
+            panic!("one step condition: {:?}", t.ready);
+        };
+        assert_eq!(step.name, "trino.query");
+        assert!(format!("{:?}", step.action).contains("SELECT 1"));
+        assert_eq!(
+            (t.expected_ready, t.start_cores),
+            (Duration::from_secs(16), 1.5)
+        );
+        let pg = &parse(GOOD).unwrap().services["postgres"];
+        assert_eq!(
+            (pg.expected_ready, pg.start_cores),
+            (DEFAULT_EXPECTED_READY, DEFAULT_START_CORES)
+        );
+    }
+
     #[rstest]
     #[case::unknown_key("imagee = \"i\"", "platform.toml:5:1: unknown field `imagee`")]
     #[case::wrong_type("startup_timeout = 5", "platform.toml:5:19:")]
@@ -638,6 +732,19 @@ ready = [{ http = "/health", port = "http" }]
         "`body_matches`"
     )]
     #[case::no_readiness("ready = []", "at least one readiness condition")]
+    #[case::step_of_no_kind(
+        "ready = [{ step = { nope.query = {} } }]",
+        "`nope` is not a check kind"
+    )]
+    #[case::step_with_two_actions(
+        "ready = [{ step = { trino.query.sql = \"1\", redis.ping = {} } }]",
+        "`step` takes one action"
+    )]
+    #[case::step_with_a_bad_verb(
+        "ready = [{ step = { trino.qurey.sql = \"1\" } }]",
+        "`step`, `trino`:"
+    )]
+    #[case::no_cores("ready = [{ tcp = \"p\" }]\nstart_cores = 0", "field `start_cores`")]
     fn rejects_bad_semantics(#[case] body: &str, #[case] expected: &str) {
         let src = format!("[services.x]\nimage = \"i\"\nports = {{ p = 1 }}\n{body}\n");
         let err = parse(&src).unwrap_err().to_string();

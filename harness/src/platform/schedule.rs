@@ -1,0 +1,389 @@
+//! When each service may start. On two cores, JVMs and Python servers that start together
+//! slow each other down, and the slowest service (the one the run waits for) suffers most.
+//! So services are ranked by the longest chain of expected start times that runs through
+//! them (the critical path), and a start that keeps cores busy waits while starts ranked
+//! above it (running, or about to run because their dependencies are starting) would
+//! overcommit the machine's cores. Light starts never wait: holding them back saves
+//! nothing.
+//!
+//! The rule is written here rather than taken from a crate: it is a small list scheduler
+//! over a dependency graph, and the crates for that (job schedulers, async semaphores) have
+//! neither ranks nor reservations for work that is not yet runnable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// A start that keeps fewer cores than this busy is never held back.
+pub const LIGHT_CORES: f64 = 0.5;
+
+/// What the scheduler knows about one service before it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartCost {
+    /// Its expected time from container start to ready, when started alone.
+    pub expected: Duration,
+    /// How many cores its start keeps busy on average (CPU time / time to ready).
+    pub cores: f64,
+    pub depends_on: Vec<String>,
+}
+
+/// Each service's rank: its own expected start plus the longest chain of dependents'
+/// expected starts after it. Services with a higher rank are started first.
+pub fn ranks(costs: &BTreeMap<String, StartCost>) -> BTreeMap<String, Duration> {
+    fn rank_of(
+        name: &str,
+        costs: &BTreeMap<String, StartCost>,
+        done: &mut BTreeMap<String, Duration>,
+        visiting: &mut BTreeSet<String>,
+    ) -> Duration {
+        if let Some(r) = done.get(name) {
+            return *r;
+        }
+        // A cycle is rejected by the spec loader; here it only must not recurse forever.
+        if !visiting.insert(name.to_string()) {
+            return Duration::ZERO;
+        }
+        let after = costs
+            .iter()
+            .filter(|(_, c)| c.depends_on.iter().any(|d| d == name))
+            .map(|(dependent, _)| rank_of(dependent, costs, done, visiting))
+            .max()
+            .unwrap_or_default();
+        let own = costs.get(name).map(|c| c.expected).unwrap_or_default();
+        done.insert(name.to_string(), own + after);
+        own + after
+    }
+    let mut done = BTreeMap::new();
+    for name in costs.keys() {
+        rank_of(name, costs, &mut done, &mut BTreeSet::new());
+    }
+    done
+}
+
+/// Where a service is in its start, as the gate sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stage {
+    /// Its dependencies are not ready yet.
+    Blocked,
+    /// Ready to start, waiting to be admitted.
+    Queued,
+    /// Starting: its cores are in use until it is ready or failed.
+    Admitted,
+    /// Ready, failed, or never going to start: no longer counted.
+    Done,
+}
+
+#[derive(Debug)]
+struct Entry {
+    rank: Duration,
+    cores: f64,
+    stage: Stage,
+}
+
+/// The admission rule, apart from waiting, so it can be tested as a table.
+#[derive(Debug)]
+struct GateState {
+    capacity: f64,
+    entries: BTreeMap<String, Entry>,
+}
+
+impl GateState {
+    fn in_use(&self) -> f64 {
+        self.entries
+            .values()
+            .filter(|e| e.stage == Stage::Admitted)
+            .map(|e| e.cores)
+            .sum()
+    }
+
+    /// Whether `name` (queued) may start now: it is light; or its cores fit beside those in
+    /// use and those reserved for the heavy services ranked above it that have not started
+    /// yet (queued, or waiting for their dependencies); or nothing is starting and nothing
+    /// heavy is ranked above it, so the run always makes progress.
+    fn may_start(&self, name: &str) -> bool {
+        let Some(me) = self.entries.get(name) else {
+            return true;
+        };
+        if me.cores < LIGHT_CORES {
+            return true;
+        }
+        // Equal ranks go by name, so the order is total and the same in every run.
+        let above = |(n, e): &(&String, &Entry)| {
+            e.rank > me.rank || (e.rank == me.rank && n.as_str() < name)
+        };
+        let reserved: f64 = self
+            .entries
+            .iter()
+            .filter(above)
+            .filter(|(_, e)| matches!(e.stage, Stage::Blocked | Stage::Queued))
+            .filter(|(_, e)| e.cores >= LIGHT_CORES)
+            .map(|(_, e)| e.cores)
+            .sum();
+        let in_use = self.in_use();
+        in_use + reserved + me.cores <= self.capacity + 1e-9 || (in_use == 0.0 && reserved == 0.0)
+    }
+}
+
+/// Admits service starts by the rule above. Unbounded (`capacity` infinite) admits at once.
+#[derive(Debug, Clone)]
+pub struct StartGate {
+    state: Arc<Mutex<GateState>>,
+    changed: Arc<Notify>,
+}
+
+impl StartGate {
+    /// `costs` holds every service of the run; `capacity` is in cores.
+    pub fn new(costs: &BTreeMap<String, StartCost>, capacity: f64) -> Self {
+        let ranks = ranks(costs);
+        let entries = costs
+            .iter()
+            .map(|(name, c)| {
+                let entry = Entry {
+                    rank: ranks.get(name).copied().unwrap_or_default(),
+                    cores: c.cores,
+                    stage: Stage::Blocked,
+                };
+                (name.clone(), entry)
+            })
+            .collect();
+        Self {
+            state: Arc::new(Mutex::new(GateState { capacity, entries })),
+            changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The service's ticket; dropping it without a start withdraws the service, so the
+    /// starts it held back go on.
+    pub fn ticket(&self, service: &str) -> Ticket {
+        Ticket {
+            gate: self.clone(),
+            service: service.to_string(),
+            admitted: false,
+        }
+    }
+
+    fn set(&self, service: &str, stage: Stage) {
+        if let Ok(mut s) = self.state.lock() {
+            if let Some(e) = s.entries.get_mut(service) {
+                e.stage = stage;
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The service's rank, for the log.
+    pub fn rank(&self, service: &str) -> Duration {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.entries.get(service).map(|e| e.rank))
+            .unwrap_or_default()
+    }
+}
+
+/// One service's place at the gate.
+#[derive(Debug)]
+pub struct Ticket {
+    gate: StartGate,
+    service: String,
+    admitted: bool,
+}
+
+impl Ticket {
+    /// Waits until the service may start (its dependencies are ready: the caller waited
+    /// for them). The cores are held until the returned permit is dropped.
+    pub async fn admit(mut self) -> Permit {
+        self.gate.set(&self.service, Stage::Queued);
+        loop {
+            let changed = self.gate.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let admitted = self.gate.state.lock().is_ok_and(|mut s| {
+                let go = s.may_start(&self.service);
+                if go {
+                    if let Some(e) = s.entries.get_mut(&self.service) {
+                        e.stage = Stage::Admitted;
+                    }
+                }
+                go
+            });
+            if admitted {
+                self.admitted = true;
+                return Permit {
+                    gate: self.gate.clone(),
+                    service: self.service.clone(),
+                };
+            }
+            changed.await;
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.admitted {
+            self.gate.set(&self.service, Stage::Done);
+        }
+    }
+}
+
+/// A started service's hold on the cores, released when it is ready or failed.
+#[derive(Debug)]
+pub struct Permit {
+    gate: StartGate,
+    service: String,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.gate.set(&self.service, Stage::Done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn cost(expected_s: u64, cores: f64, deps: &[&str]) -> StartCost {
+        StartCost {
+            expected: Duration::from_secs(expected_s),
+            cores,
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    /// The default platform as measured here: Trino is the long pole behind MinIO.
+    fn platform() -> BTreeMap<String, StartCost> {
+        [
+            ("postgres", cost(4, 0.3, &[])),
+            ("minio", cost(2, 0.3, &[])),
+            ("kafka", cost(8, 1.3, &[])),
+            ("mlflow", cost(7, 1.0, &["postgres", "minio"])),
+            ("trino", cost(16, 1.6, &["minio"])),
+        ]
+        .into_iter()
+        .map(|(n, c)| (n.to_string(), c))
+        .collect()
+    }
+
+    #[test]
+    fn a_dependency_chain_ranks_by_its_longest_path() {
+        let r = ranks(&platform());
+        let secs = |n: &str| r[n].as_secs();
+        assert_eq!(secs("trino"), 16);
+        assert_eq!(
+            secs("minio"),
+            2 + 16,
+            "minio leads to trino, the longer of its chains"
+        );
+        assert_eq!(secs("postgres"), 4 + 7);
+        assert_eq!(secs("kafka"), 8);
+        assert_eq!(secs("mlflow"), 7);
+    }
+
+    fn state(stages: &[(&str, Stage)], capacity: f64) -> GateState {
+        let costs = platform();
+        let ranks = ranks(&costs);
+        let entries = costs
+            .iter()
+            .map(|(n, c)| {
+                let stage = stages
+                    .iter()
+                    .find(|(s, _)| s == n)
+                    .map(|(_, st)| *st)
+                    .unwrap_or(Stage::Blocked);
+                let entry = Entry {
+                    rank: ranks[n],
+                    cores: c.cores,
+                    stage,
+                };
+                (n.clone(), entry)
+            })
+            .collect();
+        GateState { capacity, entries }
+    }
+
+    use Stage::*;
+
+    #[rstest]
+    // At the start, Kafka waits: MinIO is starting and Trino (ranked higher) comes next.
+    #[case::kafka_waits_for_the_critical_path(&[("minio", Admitted), ("postgres", Admitted), ("kafka", Queued)], "kafka", false)]
+    // Light services never wait.
+    #[case::light_goes_at_once(&[("kafka", Admitted), ("trino", Admitted), ("postgres", Queued)], "postgres", true)]
+    // Trino's dependency is ready: it goes beside the light ones.
+    #[case::critical_path_goes(&[("minio", Done), ("postgres", Admitted), ("trino", Queued), ("kafka", Queued)], "trino", true)]
+    // Trino starting takes 1.6 of 2 cores: MLflow (1.0) waits.
+    #[case::overlap_is_limited(&[("minio", Done), ("postgres", Done), ("trino", Admitted), ("mlflow", Queued), ("kafka", Queued)], "mlflow", false)]
+    // Trino ready: Kafka (8 s, ranked above MLflow's 7 s) goes; MLflow waits for it.
+    #[case::next_by_rank(&[("minio", Done), ("postgres", Done), ("trino", Done), ("mlflow", Queued), ("kafka", Queued)], "kafka", true)]
+    #[case::lower_rank_waits(&[("minio", Done), ("postgres", Done), ("trino", Done), ("mlflow", Queued), ("kafka", Queued)], "mlflow", false)]
+    // MinIO just became ready and Trino has not queued yet: Kafka still leaves it the cores.
+    #[case::no_race_past_a_dependent(&[("minio", Done), ("postgres", Done), ("trino", Blocked), ("kafka", Queued)], "kafka", false)]
+    // Trino failed (done) and nothing starts: Kafka goes, though heavy.
+    #[case::progress_when_idle(&[("minio", Done), ("postgres", Done), ("trino", Done), ("mlflow", Blocked), ("kafka", Queued)], "kafka", true)]
+    // Heavier than the machine and alone: it still starts.
+    #[case::too_heavy_but_alone(&[("minio", Done), ("postgres", Done), ("trino", Done), ("kafka", Done), ("mlflow", Queued)], "mlflow", true)]
+    fn admits_by_rank_and_cores(
+        #[case] stages: &[(&str, Stage)],
+        #[case] who: &str,
+        #[case] admitted: bool,
+    ) {
+        assert_eq!(state(stages, 2.0).may_start(who), admitted);
+    }
+
+    #[test]
+    fn unbounded_capacity_admits_everything() {
+        let s = state(
+            &[("trino", Admitted), ("kafka", Admitted), ("mlflow", Queued)],
+            f64::INFINITY,
+        );
+        assert!(s.may_start("mlflow"));
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_service_releases_those_it_held_back() {
+        let gate = StartGate::new(&platform(), 2.0);
+        let minio = gate.ticket("minio").admit().await;
+        let _postgres = gate.ticket("postgres").admit().await;
+        let trino = gate.ticket("trino");
+        let kafka = tokio::spawn(gate.ticket("kafka").admit());
+        tokio::task::yield_now().await;
+        assert!(
+            !kafka.is_finished(),
+            "kafka must wait while trino may still start"
+        );
+        drop(minio);
+        drop(trino); // its dependency failed: it will never start
+        let permit = tokio::time::timeout(Duration::from_secs(5), kafka).await;
+        assert!(
+            permit.is_ok_and(|p| p.is_ok()),
+            "kafka is admitted once trino is out of the way"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_permit_holds_cores_until_dropped_and_the_next_goes_by_rank() {
+        let gate = StartGate::new(&platform(), 2.0);
+        drop(gate.ticket("minio").admit().await);
+        drop(gate.ticket("postgres").admit().await);
+        let trino = gate.ticket("trino").admit().await;
+        let mlflow = tokio::spawn(gate.ticket("mlflow").admit());
+        let kafka = tokio::spawn(gate.ticket("kafka").admit());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !mlflow.is_finished() && !kafka.is_finished(),
+            "both wait while trino starts"
+        );
+        drop(trino);
+        let kafka = tokio::time::timeout(Duration::from_secs(5), kafka).await;
+        assert!(kafka.is_ok(), "kafka, ranked above mlflow, goes first");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!mlflow.is_finished(), "mlflow waits while kafka starts");
+        drop(kafka);
+        let mlflow = tokio::time::timeout(Duration::from_secs(5), mlflow).await;
+        assert!(mlflow.is_ok_and(|p| p.is_ok()));
+    }
+}
