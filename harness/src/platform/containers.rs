@@ -19,7 +19,7 @@ use super::endpoint::Endpoint;
 use super::readiness::{self, Probe};
 use super::schedule::{StartCost, StartGate, Ticket};
 use super::shell;
-use super::{docker, images, ServiceFailure, ServiceStart};
+use super::{cpu, docker, images, ServiceFailure, ServiceStart};
 use crate::kinds::{ExecOutput, ServiceShell};
 use crate::secrets::Secrets;
 use crate::spec::platform::{PlatformSpec, ServiceSpec};
@@ -233,6 +233,7 @@ impl ContainerPlatform {
     /// network of the run by label and checks that none is left.
     pub async fn shutdown(&self) -> Cleanup {
         let mut out = Cleanup::default();
+        self.record_cpu_totals().await;
         self.stop.send_replace(true);
         let tasks: Vec<_> = self
             .tasks
@@ -263,6 +264,18 @@ impl ContainerPlatform {
         .await;
         out.merge(docker::remove_run(&self.docker, &self.run_id).await);
         out
+    }
+}
+
+fn set_timing(
+    timings: &Mutex<Vec<ServiceStart>>,
+    service: &str,
+    set: impl FnOnce(&mut ServiceStart),
+) {
+    if let Ok(mut t) = timings.lock() {
+        if let Some(entry) = t.iter_mut().rev().find(|s| s.service == service) {
+            set(entry);
+        }
     }
 }
 
@@ -302,6 +315,26 @@ fn start_cores() -> Result<f64, String> {
             })
         }
         _ => Ok(std::thread::available_parallelism().map_or(2, |n| n.get()) as f64),
+    }
+}
+
+impl ContainerPlatform {
+    /// Each started container's CPU time over the whole run, read before it is removed.
+    async fn record_cpu_totals(&self) {
+        let started: Vec<(String, String)> = self
+            .starts
+            .keys()
+            .filter_map(|s| Some((s.clone(), self.container_of(s)?)))
+            .collect();
+        let reads = started
+            .iter()
+            .map(|(service, id)| async move { (service, cpu::container(&self.docker, id).await) });
+        let totals = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(reads))
+            .await
+            .unwrap_or_default();
+        for (service, total) in totals {
+            set_timing(&self.timings, service, |t| t.cpu_total = total);
+        }
     }
 }
 
@@ -447,7 +480,17 @@ impl StartJob {
                     "platform: {name} ready in {:.1} s",
                     elapsed.as_secs_f64()
                 ));
+                // Only when the cgroup can be read at once: the engine's answer would
+                // come at its next one-second tick, and checks are waiting.
+                let cpu = tokio::time::timeout(
+                    Duration::from_millis(200),
+                    cpu::container(&self.docker, &s.container_id),
+                )
+                .await
+                .ok()
+                .flatten();
                 self.record(Some(elapsed), None);
+                self.set_cpu(|t| t.cpu_to_ready = cpu);
                 Ok(Arc::new(s))
             }
             Err(f) => {
@@ -471,8 +514,14 @@ impl StartJob {
                 ready_at: took.map(|_| self.platform_started.elapsed()),
                 failure: failure.map(|f| f.message.clone()),
                 log_tail: failure.map(|f| f.log_tail.clone()).unwrap_or_default(),
+                cpu_to_ready: None,
+                cpu_total: None,
             });
         }
+    }
+
+    fn set_cpu(&self, set: impl FnOnce(&mut ServiceStart)) {
+        set_timing(&self.timings, &self.svc.name, set);
     }
 
     fn fail(&self, message: String, log_tail: String) -> ServiceFailure {
@@ -641,9 +690,15 @@ impl StartJob {
             };
             let mut stop = self.stop.clone();
             tracing::debug!(ports = ?host_ports, "published; waiting until it is ready");
-            outcome =
-                readiness::wait_ready(&probe, &svc.ready, deadline, svc.startup_timeout, &mut stop)
-                    .await;
+            outcome = readiness::wait_ready(
+                &probe,
+                &svc.ready,
+                deadline,
+                svc.startup_timeout,
+                &mut stop,
+                readiness::Pace::BACKOFF,
+            )
+            .await;
         }
         if let Err(message) = outcome {
             let tail = docker::log_tail(&self.docker, &container_id, LOG_TAIL_LINES).await;

@@ -2,6 +2,7 @@
 //! Checks only ever see `Endpoint`s.
 
 pub mod containers;
+pub mod cpu;
 pub mod docker;
 pub mod endpoint;
 pub mod external;
@@ -48,6 +49,9 @@ pub struct ServiceStart {
     pub ready_at: Option<Duration>,
     pub failure: Option<String>,
     pub log_tail: String,
+    /// CPU time its container used until ready, and until the run removed it.
+    pub cpu_to_ready: Option<Duration>,
+    pub cpu_total: Option<Duration>,
 }
 
 pub enum Platform {

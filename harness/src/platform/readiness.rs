@@ -14,11 +14,30 @@ use super::log_watch::LogWatch;
 use crate::kinds::{Endpoint, StepContext, Vars};
 use crate::spec::platform::ReadyCondition;
 
-/// The first pause between polls; each later pause is a quarter longer, up to
-/// [`POLL_MAX`]: a fast service is seen within a tenth of a second, a slow one is not
-/// probed forty times a second.
-const POLL_FIRST: Duration = Duration::from_millis(100);
-const POLL_MAX: Duration = Duration::from_millis(500);
+/// Pauses between polls: the first, and the longest it grows to (a quarter longer each
+/// time).
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Pace {
+    /// A fast service is seen within a tenth of a second; a slow one is not probed ten
+    /// times a second for half a minute.
+    pub const BACKOFF: Self = Self {
+        first: Duration::from_millis(100),
+        max: Duration::from_millis(500),
+    };
+
+    /// The same pause every time (the benchmark's bare baseline polls at 100 ms).
+    pub const fn every(pause: Duration) -> Self {
+        Self {
+            first: pause,
+            max: pause,
+        }
+    }
+}
 /// One probe (a command, an HTTP request) may take this long before it is abandoned.
 pub const PROBE_LIMIT: Duration = Duration::from_secs(10);
 
@@ -44,6 +63,7 @@ pub async fn wait_ready(
     deadline: Instant,
     timeout: Duration,
     stop: &mut watch::Receiver<bool>,
+    pace: Pace,
 ) -> Result<(), String> {
     let started = Instant::now();
     let mut pending: Vec<usize> = (0..conditions.len()).collect();
@@ -70,7 +90,7 @@ pub async fn wait_ready(
     }
     let mut last: BTreeMap<usize, String> = BTreeMap::new();
     let mut polls = 0u32;
-    let mut pause = POLL_FIRST;
+    let mut pause = pace.first;
     loop {
         // Made before probing, so output that arrives meanwhile still wakes the pause.
         let log_output = logs.as_ref().map(LogWatch::changed);
@@ -155,7 +175,7 @@ pub async fn wait_ready(
             _ = woken => {}
             _ = stop.wait_for(|s| *s) => return Err("not ready: the run is stopping".into()),
         }
-        pause = (pause * 5 / 4).min(POLL_MAX);
+        pause = (pause * 5 / 4).min(pace.max);
     }
 }
 

@@ -174,6 +174,8 @@ mod tests {
                 ready_at: Some(Duration::from_secs(2)),
                 failure: None,
                 log_tail: String::new(),
+                cpu_to_ready: None,
+                cpu_total: None,
             }],
             cleanup: Vec::new(),
             wall: Duration::from_secs(5),

@@ -3,6 +3,7 @@
 
 pub mod console;
 pub mod junit;
+pub mod limit;
 pub mod log;
 pub mod summary;
 pub mod timeline;

@@ -16,14 +16,27 @@ pub fn render(run: &RunReport, masker: &Masker) -> String {
     md.push_str(&super::timeline::gantt(run));
     md.push('\n');
     if !run.services.is_empty() {
-        md.push_str("| service | image | ready in |\n|---|---|---|\n");
+        // CPU: what its start cost and what it used over the run (from its cgroup),
+        // the figures to put in the platform spec's `start_cores`.
+        md.push_str(
+            "| service | image | ready in | CPU to ready | CPU in run |\n|---|---|---|---|---|\n",
+        );
+        let cpu = |c: Option<std::time::Duration>| {
+            c.map_or("-".to_string(), |c| format!("{:.1} s", c.as_secs_f64()))
+        };
         for s in &run.services {
             let ready = match (&s.failure, s.ready_in) {
                 (Some(_), _) => "**failed**".to_string(),
                 (None, Some(t)) => format!("{:.1} s", t.as_secs_f64()),
                 (None, None) => "-".to_string(),
             };
-            md.push_str(&format!("| {} | `{}` | {ready} |\n", s.service, s.image));
+            md.push_str(&format!(
+                "| {} | `{}` | {ready} | {} | {} |\n",
+                s.service,
+                s.image,
+                cpu(s.cpu_to_ready),
+                cpu(s.cpu_total)
+            ));
         }
         md.push('\n');
     }

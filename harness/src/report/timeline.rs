@@ -148,6 +148,8 @@ mod tests {
             ready_at: Some(ms(ready_at)),
             failure: None,
             log_tail: String::new(),
+            cpu_to_ready: None,
+            cpu_total: None,
         }
     }
 

@@ -440,17 +440,18 @@ impl Session {
 
     /// Tears the platform down (once) and returns everything recorded.
     pub fn finish(&self) -> RunReport {
-        let services = self
-            .platform
-            .as_ref()
-            .map(|p| p.timings())
-            .unwrap_or_default();
         let mut cleanup = self
             .platform
             .as_ref()
             .map(|p| p.problems())
             .unwrap_or_default();
         cleanup.extend(self.tear_down());
+        // After the teardown, which adds each container's CPU time over the run.
+        let services = self
+            .platform
+            .as_ref()
+            .map(|p| p.timings())
+            .unwrap_or_default();
         let mut checks = self.records.lock().map(|r| r.clone()).unwrap_or_default();
         checks.sort_by(|a, b| (&a.suite, &a.location.line).cmp(&(&b.suite, &b.location.line)));
         RunReport {

@@ -1,0 +1,301 @@
+//! How close the harness comes to the machine's physical limit. In one run, for the
+//! platform's services (or those a filter's checks need: `cargo bench --bench full_run --
+//! postgres`):
+//! 1. bare: each image started alone with the docker CLI, readiness polled at 100 ms;
+//! 2. harness alone: the harness starting that service (and its dependencies) only;
+//! 3. the full run of the selected checks, with services started by the scheduler, all at
+//!    once (`parallel`, the former default) and one at a time (`serial`);
+//! 4. the start alone (no checks): the harness against Docker Compose with 1 s
+//!    healthchecks (`compose.yml`), for the default platform.
+//!
+//! Then per service: bare, alone, in the full run, the ratios and the CPU each used; per
+//! run: wall against the physical limit (the larger of the critical path from bare times
+//! and the CPU time of everything over the cores). Figures, not a timed test.
+
+mod bare;
+mod compose;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use platform_harness::platform::containers::ContainerPlatform;
+use platform_harness::platform::{cpu, ServiceStart};
+use platform_harness::report::limit::{physical_limit, Limit};
+use platform_harness::report::RunReport;
+use platform_harness::run::{services_for, Paths, Session};
+use platform_harness::secrets::Secrets;
+use platform_harness::spec::Spec;
+
+const CONCURRENCY: usize = 4;
+const MODES: [&str; 3] = ["scheduled", "parallel", "serial"];
+
+fn main() {
+    if let Err(e) = bench() {
+        eprintln!("bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn bench() -> Result<(), String> {
+    platform_harness::report::log::init();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let paths = Paths::from_env(manifest.parent().unwrap_or(manifest))?;
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let spec = Spec::load(&paths.platform, &paths.suites).map_err(|e| e.to_string())?;
+    let checks: Vec<Arc<_>> = spec.checks().cloned().map(Arc::new).collect();
+    let chosen: Vec<_> = checks
+        .iter()
+        .filter(|c| !c.ignore)
+        .filter(|c| filter.as_ref().is_none_or(|f| c.id().contains(f.as_str())))
+        .collect();
+    let selected: BTreeSet<String> = chosen.iter().map(|c| c.id()).collect();
+    let services = services_for(&spec, chosen.iter().map(|c| c.as_ref()));
+    let platform = &spec.platform;
+    let secrets = Secrets::resolve(&platform.secrets, platform.base_dir())?;
+    let deps: BTreeMap<String, Vec<String>> = platform
+        .services
+        .iter()
+        .map(|(n, s)| (n.clone(), s.depends_on.clone()))
+        .collect();
+    let order = dependency_order(&services, &deps);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    println!(
+        "{} checks on {} ({} cores): {}",
+        selected.len(),
+        paths.platform.display(),
+        cores,
+        order.join(", ")
+    );
+
+    println!("\n== bare: docker create/cp/start, readiness polled from the host every 100 ms ==");
+    let mut bare = BTreeMap::new();
+    for s in &order {
+        let run = bare::BareRun::new(&rt)?;
+        for d in dependency_order(&closure(s, &deps), &deps) {
+            if &d != s {
+                run.start(platform, &platform.services[&d], &secrets)?;
+            }
+        }
+        let took = run.start(platform, &platform.services[s], &secrets)?;
+        let cpu = run.cpu(s);
+        println!(
+            "  {s:<18} ready in {:>5.1} s, CPU {}",
+            took.as_secs_f64(),
+            show(cpu)
+        );
+        bare.insert(s.clone(), (took, cpu));
+    }
+
+    println!("\n== harness alone: one service (and its dependencies) started by the harness ==");
+    let mut alone = BTreeMap::new();
+    for s in &order {
+        let (start, _) = rt.block_on(start_alone(
+            platform,
+            &closure(s, &deps),
+            &secrets,
+            std::slice::from_ref(s),
+        ))?;
+        let t = start.iter().find(|t| &t.service == s).cloned();
+        let took = t.as_ref().and_then(|t| t.ready_in).unwrap_or_default();
+        println!(
+            "  {s:<18} ready in {:>5.1} s, CPU {}",
+            took.as_secs_f64(),
+            show(t.and_then(|t| t.cpu_to_ready))
+        );
+        alone.insert(s.clone(), took);
+    }
+
+    let bare_ready: BTreeMap<String, Duration> =
+        bare.iter().map(|(s, (t, _))| (s.clone(), *t)).collect();
+    let mut runs = BTreeMap::new();
+    for mode in MODES {
+        std::env::set_var("PLATFORM_START", mode);
+        let cpu_before = cpu::harness();
+        let session = Arc::new(Session::start(&spec, &checks, &selected, None)?);
+        let report = session.run_concurrently(&checks, CONCURRENCY, None);
+        let limit = physical_limit(
+            &report,
+            &bare_ready,
+            &deps,
+            cpu::harness() - cpu_before,
+            cores,
+        );
+        println!(
+            "\n== full run, {mode} start: {} checks ==",
+            report.checks.len()
+        );
+        print_run(&report, &limit);
+        runs.insert(mode, (report, limit));
+    }
+    std::env::set_var("PLATFORM_START", "scheduled");
+
+    println!("\n== per service: bare | harness alone | in the full run (scheduled) ==");
+    let (scheduled, limit) = &runs["scheduled"];
+    for s in &order {
+        let (b, bare_cpu) = bare[s];
+        let a = alone[s];
+        let t = scheduled.services.iter().find(|t| &t.service == s);
+        let full = t.and_then(|t| t.ready_in).unwrap_or_default();
+        println!(
+            "  {s:<18} {:>5.1} s | {:>5.1} s ({:.2}x) | {:>5.1} s ({:.2}x); CPU to ready bare {} / in run {}, over the run {}",
+            b.as_secs_f64(),
+            a.as_secs_f64(),
+            ratio(a, b),
+            full.as_secs_f64(),
+            ratio(full, b),
+            show(bare_cpu),
+            show(t.and_then(|t| t.cpu_to_ready)),
+            show(t.and_then(|t| t.cpu_total)),
+        );
+    }
+
+    let all: Vec<String> = order.clone();
+    let mut start_only = String::new();
+    if !filter_narrows(&services, platform) {
+        println!("\n== the start alone, no checks: every service ready ==");
+        let (_, harness) = rt.block_on(start_alone(platform, &services, &secrets, &all))?;
+        println!("  harness (scheduled)    {:>5.1} s", harness.as_secs_f64());
+        match compose::all_ready(platform, &secrets) {
+            Ok(c) if paths.platform.ends_with("fixtures/platform.toml") => {
+                println!(
+                    "  docker compose (1 s healthchecks) {:>5.1} s",
+                    c.as_secs_f64()
+                );
+                start_only = format!(
+                    "; all ready: harness {:.1} s vs compose {:.1} s ({:+.0} %)",
+                    harness.as_secs_f64(),
+                    c.as_secs_f64(),
+                    100.0 * (harness.as_secs_f64() / c.as_secs_f64() - 1.0)
+                );
+            }
+            Ok(_) => println!("  compose: compose.yml describes the default platform only"),
+            Err(e) => println!("  compose: not measured: {e}"),
+        }
+    }
+
+    let wall = |m: &str| runs[m].0.wall.as_secs_f64();
+    println!(
+        "\nwall {:.1} s = {:.2}x limit {:.1} s (critical path {:.1} s, CPU {:.0} s / {} cores); \
+         scheduled saves {:.0} % vs serial ({:.1} s), {:.0} % vs parallel ({:.1} s){start_only}",
+        wall("scheduled"),
+        wall("scheduled") / limit.value().as_secs_f64(),
+        limit.value().as_secs_f64(),
+        limit.critical_path.as_secs_f64(),
+        limit.cpu.as_secs_f64(),
+        cores,
+        100.0 * (1.0 - wall("scheduled") / wall("serial")),
+        wall("serial"),
+        100.0 * (1.0 - wall("scheduled") / wall("parallel")),
+        wall("parallel"),
+    );
+    Ok(())
+}
+
+/// Starts `services` with the harness's backend (no checks), waits until `wait_for` are
+/// ready or failed, tears down; returns what the starts recorded and the wall time from
+/// the start call (engine check, reaper, network included) until all were ready.
+async fn start_alone(
+    platform: &platform_harness::spec::PlatformSpec,
+    services: &BTreeSet<String>,
+    secrets: &Secrets,
+    wait_for: &[String],
+) -> Result<(Vec<ServiceStart>, Duration), String> {
+    let run_id = format!("bench{}", &bare::uuid_hex()[..8]);
+    let started = Instant::now();
+    let p = ContainerPlatform::start(platform, services, secrets, &run_id).await?;
+    let ready = futures::future::join_all(wait_for.iter().map(|s| p.endpoint(s))).await;
+    let wall = started.elapsed();
+    let timings = p.timings();
+    let cleanup = p.shutdown().await;
+    cleanup
+        .problems
+        .iter()
+        .for_each(|e| eprintln!("cleanup: {e}"));
+    for r in ready {
+        r.map_err(|f| format!("{}: {}", f.service, f.message))?;
+    }
+    Ok((timings, wall))
+}
+
+fn print_run(report: &RunReport, limit: &Limit) {
+    let passed = report.checks.iter().filter(|c| c.outcome.is_pass()).count();
+    println!(
+        "  wall {:.1} s, {passed}/{} passed; limit {:.1} s (critical path {:.1} s{}, CPU {:.1} s / {} cores) -> {:.2}x",
+        report.wall.as_secs_f64(),
+        report.checks.len(),
+        limit.value().as_secs_f64(),
+        limit.critical_path.as_secs_f64(),
+        limit
+            .critical_check
+            .as_ref()
+            .map(|(c, s)| format!(": {s}, then {c}"))
+            .unwrap_or_default(),
+        limit.cpu.as_secs_f64(),
+        limit.cores,
+        report.wall.as_secs_f64() / limit.value().as_secs_f64()
+    );
+    let mut services = report.services.clone();
+    services.sort_by_key(|s| s.ready_at);
+    for s in &services {
+        println!(
+            "  {:<18} start-to-ready {:>5.1} s, ready at {:>5.1} s, CPU to ready {}, over the run {}{}",
+            s.service,
+            s.ready_in.unwrap_or_default().as_secs_f64(),
+            s.ready_at.unwrap_or_default().as_secs_f64(),
+            show(s.cpu_to_ready),
+            show(s.cpu_total),
+            if s.failure.is_some() { "  FAILED" } else { "" }
+        );
+    }
+    let in_checks: Duration = report.checks.iter().map(|c| c.duration).sum();
+    println!("  time in checks (sum): {:.1} s", in_checks.as_secs_f64());
+}
+
+fn show(cpu: Option<Duration>) -> String {
+    cpu.map_or("?".into(), |c| format!("{:.1} s", c.as_secs_f64()))
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-3)
+}
+
+/// Whether a filter left out some of the platform's services (then the start-alone
+/// comparison, which is about the whole platform, is skipped).
+fn filter_narrows(
+    services: &BTreeSet<String>,
+    platform: &platform_harness::spec::PlatformSpec,
+) -> bool {
+    services.len() < platform.services.len()
+}
+
+fn closure(service: &str, deps: &BTreeMap<String, Vec<String>>) -> BTreeSet<String> {
+    platform_harness::spec::graph::closure([service], deps)
+}
+
+/// Dependencies before dependents, by name otherwise.
+fn dependency_order(
+    services: &BTreeSet<String>,
+    deps: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    while order.len() < services.len() {
+        let before = order.len();
+        for s in services {
+            let ready = deps
+                .get(s)
+                .into_iter()
+                .flatten()
+                .all(|d| order.contains(d) || !services.contains(d));
+            if !order.contains(s) && ready {
+                order.push(s.clone());
+            }
+        }
+        if order.len() == before {
+            break;
+        }
+    }
+    order
+}
