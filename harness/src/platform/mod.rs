@@ -9,6 +9,7 @@ pub mod images;
 pub mod readiness;
 pub mod reaper;
 pub mod shell;
+pub mod up;
 
 use std::sync::Arc;
 use std::time::Duration;

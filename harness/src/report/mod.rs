@@ -4,6 +4,7 @@
 pub mod console;
 pub mod junit;
 pub mod log;
+pub mod merge;
 pub mod summary;
 pub mod timeline;
 
