@@ -3,6 +3,7 @@
 
 mod filters;
 pub mod interrupt;
+mod nextest;
 mod session;
 pub mod shard;
 pub mod up;
@@ -92,13 +93,6 @@ pub fn libtest_run(root: &Path, mut args: Arguments) -> ExitCode {
     run_filtered(root, args, filters, false)
 }
 
-/// Whether cargo-nextest runs each trial in a process of its own: a check's `needs` then
-/// run inside its process (no other trial of that process would run them), and nextest's
-/// JUnit is the report (per-process reports would overwrite each other).
-fn process_per_test() -> bool {
-    std::env::var("NEXTEST_EXECUTION_MODE").is_ok_and(|m| m == "process-per-test")
-}
-
 /// The test target with libtest's arguments and its positional filters (several, as
 /// libtest accepts them: a check runs when it matches any). With `attach`, the run uses
 /// the `up` platform when there is one.
@@ -174,9 +168,9 @@ fn run_filtered(
         },
         _ => None,
     };
-    let per_process = process_per_test();
+    let per_process = nextest::process_per_test();
     let pulled = if per_process {
-        prerequisites(&checks, &selected)
+        nextest::prerequisites(&checks, &selected)
     } else {
         BTreeSet::new()
     };
@@ -203,25 +197,6 @@ fn run_filtered(
             ExitCode::from(2)
         }
     }
-}
-
-/// The checks the selected ones need, directly or through others, that are not selected.
-fn prerequisites(checks: &[Arc<Check>], selected: &BTreeSet<String>) -> BTreeSet<String> {
-    let needs: BTreeMap<String, Vec<String>> = checks
-        .iter()
-        .map(|c| {
-            let ids = c
-                .needs
-                .iter()
-                .map(|n| format!("{}::{n}", c.suite))
-                .collect();
-            (c.id(), ids)
-        })
-        .collect();
-    graph::closure(selected.iter().map(String::as_str), &needs)
-        .into_iter()
-        .filter(|id| !selected.contains(id))
-        .collect()
 }
 
 fn trial_stub(c: &Check) -> Trial {
