@@ -11,8 +11,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use platform_harness::checks::Outcome;
 use platform_harness::platform::external::ExternalPlatform;
-use platform_harness::report::write_reports;
-use platform_harness::run::{interrupt, load_spec, services_for, Session};
+use platform_harness::platform::up as up_state;
+use platform_harness::report::{merge, write_reports};
+use platform_harness::run::shard::{self, Shard};
+use platform_harness::run::{interrupt, load_spec, services_for, up, Session};
+use platform_harness::spec::platform::PlatformSpec;
 use platform_harness::spec::{named, Spec};
 
 #[derive(Parser)]
@@ -30,6 +33,37 @@ enum Command {
     List(SpecArgs),
     /// Parse and validate everything; start nothing.
     Validate(SpecArgs),
+    /// Start the platform and leave it running; runs then attach to it (warm runs).
+    Up(UpArgs),
+    /// Remove the platform `up` started (only its containers and network).
+    Down(PlatformArg),
+    /// Show each service of the `up` platform: running, ready now, its ports.
+    Status(PlatformArg),
+    /// Merge JUnit reports (of shards) into one.
+    MergeJunit {
+        /// The merged report.
+        out: PathBuf,
+        /// The reports to merge.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct PlatformArg {
+    /// A platform file, or a named platform (`default`, `observability`, ...); as the
+    /// test target, `PLATFORM=NAME` picks it too.
+    #[arg(long, env = "PLATFORM", default_value = "fixtures/platform.toml")]
+    platform: String,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    platform: PlatformArg,
+    /// Only these services (comma-separated), with their dependencies.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 #[derive(Args)]
@@ -61,6 +95,9 @@ struct RunArgs {
     /// Stop the whole run after this long (e.g. "10m"); unfinished checks are errors.
     #[arg(long, value_parser = humantime::parse_duration)]
     deadline: Option<Duration>,
+    /// Run only shard I of N (e.g. 2/3): a stable part of the checks, `needs` kept together.
+    #[arg(long)]
+    shard: Option<Shard>,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +114,55 @@ fn main() -> ExitCode {
         Command::Validate(a) => validate(&a),
         Command::List(a) => list(&a),
         Command::Run(a) => run(&a),
+        Command::Up(a) => with_platform(&a.platform, |spec| up::up(Path::new(""), spec, &a.only)),
+        Command::Down(a) => match platform_file(&a.platform) {
+            Ok(file) => up::down(Path::new(""), &file),
+            Err(code) => code,
+        },
+        Command::Status(a) => with_platform(&a, |spec| up::status(Path::new(""), spec)),
+        Command::MergeJunit { out, inputs } => match merge::merge_into(&out, &inputs) {
+            Ok(r) => {
+                println!(
+                    "platform-verify: merged {} report(s) into {}: {} tests, {} failures, {} errors",
+                    inputs.len(),
+                    out.display(),
+                    r.tests,
+                    r.failures,
+                    r.errors
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// The platform file a `--platform FILE|NAME` names.
+fn platform_file(arg: &str) -> Result<PathBuf, ExitCode> {
+    match named::by_name(Path::new(""), arg) {
+        Some(Ok((platform, _))) => Ok(platform),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(2))
+        }
+        None => Ok(PathBuf::from(arg)),
+    }
+}
+
+fn with_platform(a: &PlatformArg, f: impl FnOnce(&PlatformSpec) -> ExitCode) -> ExitCode {
+    let file = match platform_file(&a.platform) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    match PlatformSpec::load(&file) {
+        Ok(spec) => f(&spec),
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -142,17 +228,41 @@ fn run(a: &RunArgs) -> ExitCode {
         Err(code) => return code,
     };
     let checks: Vec<Arc<_>> = spec.checks().cloned().map(Arc::new).collect();
+    let in_shard = a
+        .shard
+        .map(|s| shard::select(checks.iter().map(|c| c.as_ref()), s));
     let selected: BTreeSet<String> = checks
         .iter()
         .filter(|c| !c.ignore)
         .map(|c| c.id())
+        .filter(|id| in_shard.as_ref().is_none_or(|s| s.contains(id)))
         .filter(|id| a.filter.as_ref().is_none_or(|f| id.contains(f.as_str())))
         .collect();
     if selected.is_empty() {
         eprintln!("error: no check matches the filter");
         return ExitCode::from(2);
     }
-    let session = match Session::start(&spec, &checks, &selected, a.spec.endpoints.as_deref()) {
+    if let Some(s) = a.shard {
+        println!("platform-verify: shard {s}: {} check(s)", selected.len());
+    }
+    let up = match &a.spec.endpoints {
+        Some(_) => None,
+        None => match up_state::find(Path::new(""), &spec.platform.file) {
+            Ok(found) => found,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let started = Session::start_on(
+        &spec,
+        &checks,
+        &selected,
+        a.spec.endpoints.as_deref(),
+        up.as_ref(),
+    );
+    let session = match started {
         Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!("error: {e}");

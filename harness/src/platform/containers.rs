@@ -69,6 +69,14 @@ pub struct ContainerPlatform {
     problems: Vec<String>,
 }
 
+/// Services an `up` platform already runs, which a run joins instead of starting them
+/// (`ContainerPlatform::start_attached`): its network, and each service's container and
+/// endpoint. The run never removes them: they carry another run's label.
+pub struct Attached {
+    pub network: String,
+    pub running: BTreeMap<String, (String, Endpoint)>,
+}
+
 impl ContainerPlatform {
     /// Creates the run's network and starts `services` (already closed over their
     /// dependencies) in the background. Fails before starting anything when the engine
@@ -78,6 +86,18 @@ impl ContainerPlatform {
         services: &BTreeSet<String>,
         secrets: &Secrets,
         run_id: &str,
+    ) -> Result<Self, String> {
+        Self::start_attached(spec, services, secrets, run_id, None).await
+    }
+
+    /// As `start`, but the services `attached` already runs are taken as ready, and the
+    /// others start on its network.
+    pub async fn start_attached(
+        spec: &PlatformSpec,
+        services: &BTreeSet<String>,
+        secrets: &Secrets,
+        run_id: &str,
+        attached: Option<Attached>,
     ) -> Result<Self, String> {
         let docker = docker::connect()?;
         let engine = |what: &str| {
@@ -98,29 +118,46 @@ impl ContainerPlatform {
         for p in &reaped.problems {
             super::say(format!("platform: cleanup problem: {p}"));
         }
-        let chosen =
-            tokio::time::timeout(docker::ENGINE_CALL, images::choose(&docker, spec, services))
-                .await
-                .map_err(|_| engine("looking for the images"))??;
-        let network = format!("platform-{run_id}");
-        tokio::time::timeout(
+        let joins = attached.is_some();
+        let (network, running) = match attached {
+            Some(a) => (a.network, a.running),
+            None => (format!("platform-{run_id}"), BTreeMap::new()),
+        };
+        let to_start: BTreeSet<String> = services
+            .iter()
+            .filter(|s| !running.contains_key(*s))
+            .cloned()
+            .collect();
+        let chosen = tokio::time::timeout(
             docker::ENGINE_CALL,
-            docker::create_network(&docker, &network, run_id),
+            images::choose(&docker, spec, &to_start),
         )
         .await
-        .map_err(|_| engine(&format!("creating network {network}")))??;
+        .map_err(|_| engine("looking for the images"))??;
+        if !joins {
+            tokio::time::timeout(
+                docker::ENGINE_CALL,
+                docker::create_network(&docker, &network, run_id),
+            )
+            .await
+            .map_err(|_| engine(&format!("creating network {network}")))??;
+        }
         let (stop, _) = watch::channel(false);
         let mut tasks = Vec::new();
 
         let containers = Arc::new(Mutex::new(Vec::new()));
         let timings = Arc::new(Mutex::new(Vec::new()));
-        let mut starts: BTreeMap<String, StartHandle> = BTreeMap::new();
+        let mut starts: BTreeMap<String, StartHandle> = attached_starts(running, services);
         let mode = StartMode::from_env()?;
         let serial = mode == StartMode::Serial;
-        let gate = start_gate(spec, services, mode)?;
+        // Only what starts here competes for the cores; attached services are ready.
+        let gate = start_gate(spec, &to_start, mode)?;
         let platform_started = Instant::now();
         // Dependencies first, so each service can hold its dependencies' futures.
         for name in start_order(spec, services) {
+            if starts.contains_key(&name) {
+                continue; // already running, attached
+            }
             let svc = spec.services[&name].clone();
             // Serial (for benchmarks): every service waits for all started before it.
             let waits_for: Vec<String> = if serial {
@@ -177,6 +214,15 @@ impl ContainerPlatform {
         })
     }
 
+    /// Leaves the run's containers running once this value is gone (`platform-verify
+    /// up`): testcontainers removes a container when its handle drops, so the handles are
+    /// forgotten. Call it only after every start has ended.
+    pub fn keep_running(self) {
+        if let Ok(mut all) = self.containers.lock() {
+            all.drain(..).for_each(std::mem::forget);
+        }
+    }
+
     /// What went wrong around the run rather than in a check (the reaper at start).
     pub fn problems(&self) -> Vec<String> {
         self.problems.clone()
@@ -223,7 +269,8 @@ impl ContainerPlatform {
         self.timings.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
-    fn container_of(&self, service: &str) -> Option<String> {
+    /// The container a service runs in, once it is ready.
+    pub fn container_of(&self, service: &str) -> Option<String> {
         let started = self.starts.get(service)?.borrow().clone()?.ok()?;
         Some(started.container_id.clone())
     }
@@ -336,6 +383,24 @@ impl ContainerPlatform {
             set_timing(&self.timings, service, |t| t.cpu_total = total);
         }
     }
+}
+
+/// Ready handles for the selected services an `up` platform already runs.
+fn attached_starts(
+    running: BTreeMap<String, (String, Endpoint)>,
+    services: &BTreeSet<String>,
+) -> BTreeMap<String, StartHandle> {
+    running
+        .into_iter()
+        .filter(|(name, _)| services.contains(name))
+        .map(|(name, (container_id, endpoint))| {
+            let started = Started {
+                endpoint,
+                container_id,
+            };
+            (name, watch::channel(Some(Ok(Arc::new(started)))).1)
+        })
+        .collect()
 }
 
 /// Services in an order where every dependency comes before its dependents.
@@ -650,18 +715,14 @@ impl StartJob {
         };
 
         // Known before readiness: a `step` condition talks to the endpoint checks will get.
-        let params = svc
-            .endpoint
-            .iter()
-            .map(|(k, v)| template::render(v, vars).map(|v| (k.clone(), v)))
-            .collect::<Result<BTreeMap<_, _>, _>>();
-        let mut outcome = params.as_ref().map(|_| ()).map_err(String::clone);
-        let endpoint = Endpoint {
+        let endpoint = super::up::endpoint_of(svc, &host_ports, &self.secrets);
+        let mut outcome = endpoint.as_ref().map(|_| ()).map_err(String::clone);
+        let endpoint = endpoint.unwrap_or_else(|_| Endpoint {
             service: svc.name.clone(),
             host: "127.0.0.1".into(),
             ports: host_ports.clone(),
-            params: params.unwrap_or_default(),
-        };
+            params: BTreeMap::new(),
+        });
         self.enter("running its after_start commands");
         for argv in svc.after_start.iter().take_while(|_| outcome.is_ok()) {
             let argv: Result<Vec<String>, String> =

@@ -21,7 +21,7 @@ use super::reaper::{self, Owner, Verdict};
 
 /// Every container and network of a run carries these, so `docker ps -a --filter
 /// label=org.platform-harness.run=<id>` finds a leak, and a later run can reap it.
-pub use super::reaper::{LABEL_HOST, LABEL_PID, LABEL_PIDNS, LABEL_RUN, LABEL_STARTED};
+pub use super::reaper::{LABEL_HOST, LABEL_PID, LABEL_PIDNS, LABEL_RUN, LABEL_STARTED, LABEL_UP};
 
 /// No single engine call may hang a run.
 pub const ENGINE_CALL: Duration = Duration::from_secs(30);
@@ -39,9 +39,32 @@ pub async fn ping(docker: &Docker) -> Result<String, String> {
 }
 
 pub fn run_labels(run_id: &str) -> HashMap<String, String> {
-    let mut labels: HashMap<String, String> = Owner::this_process().labels().into_iter().collect();
-    labels.insert(LABEL_RUN.to_string(), run_id.to_string());
+    let mut labels = HashMap::from([(LABEL_RUN.to_string(), run_id.to_string())]);
+    match up_runs().lock().ok().and_then(|u| u.get(run_id).cloned()) {
+        // No owner markers: a reaper of any harness version keeps what carries none
+        // (the starter of an `up` platform exits while it runs on).
+        Some(up) => {
+            labels.insert(LABEL_UP.to_string(), up);
+        }
+        None => labels.extend(Owner::this_process().labels()),
+    }
     labels
+}
+
+/// Runs started by `platform-verify up`, with their platform's up id. A registry rather
+/// than a parameter, so the start path labels them without knowing about `up`.
+fn up_runs() -> &'static std::sync::Mutex<HashMap<String, String>> {
+    static UP: std::sync::OnceLock<std::sync::Mutex<HashMap<String, String>>> =
+        std::sync::OnceLock::new();
+    UP.get_or_init(Default::default)
+}
+
+/// Labels every container and network `run_id` creates as part of the `up` platform
+/// `up_id` (`LABEL_UP`): the reaper keeps them, `remove_up` removes them.
+pub fn mark_up_run(run_id: &str, up_id: &str) {
+    if let Ok(mut u) = up_runs().lock() {
+        u.insert(run_id.to_string(), up_id.to_string());
+    }
 }
 
 pub fn this_host() -> String {
@@ -145,7 +168,36 @@ pub async fn run_networks(docker: &Docker, run_id: &str) -> Result<Vec<String>, 
 }
 
 fn run_filter(run_id: &str) -> HashMap<&'static str, Vec<String>> {
-    HashMap::from([("label", vec![format!("{LABEL_RUN}={run_id}")])])
+    label_filter(LABEL_RUN, run_id)
+}
+
+fn label_filter(key: &str, value: &str) -> HashMap<&'static str, Vec<String>> {
+    HashMap::from([("label", vec![format!("{key}={value}")])])
+}
+
+/// Ids of the containers and names of the networks labelled `key=value`.
+pub async fn labelled(
+    docker: &Docker,
+    key: &str,
+    value: &str,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let filter = label_filter(key, value);
+    let containers = containers_matching(docker, &filter).await?;
+    let networks = networks_matching(docker, &filter).await?;
+    Ok((
+        containers.into_iter().filter_map(|c| c.id).collect(),
+        networks.into_iter().filter_map(|n| n.name).collect(),
+    ))
+}
+
+/// Removes the `up` platform `up_id` (every run that added to it), proving nothing is left.
+pub async fn remove_up(docker: &Docker, up_id: &str) -> Cleanup {
+    remove_matching(
+        docker,
+        &format!("up platform {up_id}"),
+        &label_filter(LABEL_UP, up_id),
+    )
+    .await
 }
 
 async fn containers_matching(
@@ -202,51 +254,65 @@ fn status_of(e: &BollardError) -> Option<u16> {
 /// Removes every container (with its anonymous volumes) and network labelled with
 /// `run_id`, then lists again to prove nothing is left.
 pub async fn remove_run(docker: &Docker, run_id: &str) -> Cleanup {
+    remove_matching(docker, &format!("run {run_id}"), &run_filter(run_id)).await
+}
+
+/// Removes every container and network `filter` selects, then lists again to prove
+/// nothing is left; `what` names them in problems ("run abc").
+async fn remove_matching(
+    docker: &Docker,
+    what: &str,
+    filter: &HashMap<&str, Vec<String>>,
+) -> Cleanup {
     let mut out = Cleanup::default();
-    let filter = run_filter(run_id);
-    match containers_matching(docker, &filter).await {
+    match containers_matching(docker, filter).await {
         Ok(list) => {
             for id in list.into_iter().filter_map(|c| c.id) {
                 match remove_container(docker, &id).await {
                     Ok(()) => out
                         .removed
                         .push(format!("container {}", &id[..12.min(id.len())])),
-                    Err(e) => out.problems.push(format!("run {run_id}: {e}")),
+                    Err(e) => out.problems.push(format!("{what}: {e}")),
                 }
             }
         }
         Err(e) => out
             .problems
-            .push(format!("run {run_id}: could not list its containers: {e}")),
+            .push(format!("{what}: could not list its containers: {e}")),
     }
-    match networks_matching(docker, &filter).await {
+    match networks_matching(docker, filter).await {
         Ok(list) => {
             for name in list.into_iter().filter_map(|n| n.name) {
                 match remove_network(docker, &name).await {
                     Ok(()) => out.removed.push(format!("network {name}")),
-                    Err(e) => out.problems.push(format!("run {run_id}: {e}")),
+                    Err(e) => out.problems.push(format!("{what}: {e}")),
                 }
             }
         }
         Err(e) => out
             .problems
-            .push(format!("run {run_id}: could not list its networks: {e}")),
+            .push(format!("{what}: could not list its networks: {e}")),
     }
     if out.problems.is_empty() {
         let left: Vec<String> = match (
-            run_containers(docker, run_id).await,
-            run_networks(docker, run_id).await,
+            containers_matching(docker, filter).await,
+            networks_matching(docker, filter).await,
         ) {
             (Ok(c), Ok(n)) => c
-                .iter()
+                .into_iter()
+                .filter_map(|c| c.id)
                 .map(|c| format!("container {}", &c[..12.min(c.len())]))
-                .chain(n.iter().map(|n| format!("network {n}")))
+                .chain(
+                    n.into_iter()
+                        .filter_map(|n| n.name)
+                        .map(|n| format!("network {n}")),
+                )
                 .collect(),
             (Err(e), _) | (_, Err(e)) => vec![format!("(could not check: {e})")],
         };
         if !left.is_empty() {
             out.problems.push(format!(
-                "run {run_id}: still on the engine after removal: {}",
+                "{what}: still on the engine after removal: {}",
                 left.join(", ")
             ));
         }
@@ -329,7 +395,7 @@ pub async fn reap_dead_runs(docker: &Docker) -> Cleanup {
         .iter()
         .filter(|l| {
             matches!(
-                reaper::decide(Owner::from_labels(l).as_ref(), me, reaper::liveness),
+                reaper::decide_labelled(l, me, reaper::liveness),
                 Verdict::Reap(_)
             )
         })
@@ -524,6 +590,22 @@ mod tests {
         );
         let reaped = reap_dead_runs(&dead).await;
         assert_eq!(reaped.problems.len(), 2, "{reaped:?}");
+    }
+
+    #[test]
+    fn an_up_run_carries_its_up_label_and_no_owner() {
+        mark_up_run("up-run-1", "platform-0a1b2c3d");
+        let up = run_labels("up-run-1");
+        assert_eq!(
+            up.get(LABEL_UP).map(String::as_str),
+            Some("platform-0a1b2c3d")
+        );
+        assert!(!up.contains_key(LABEL_PID), "{up:?}");
+        let plain = run_labels("plain-run-1");
+        assert!(
+            !plain.contains_key(LABEL_UP) && plain.contains_key(LABEL_PID),
+            "{plain:?}"
+        );
     }
 
     #[rstest]

@@ -12,6 +12,7 @@ pub mod readiness;
 pub mod reaper;
 pub mod schedule;
 pub mod shell;
+pub mod up;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,6 +17,11 @@ pub const LABEL_STARTED: &str = "org.platform-harness.started";
 /// The owning process's PID namespace: its PID means nothing in another one.
 pub const LABEL_PIDNS: &str = "org.platform-harness.pidns";
 
+/// Marks the containers and network of an `up` platform (its value: the platform's up
+/// id). They outlive the process that started them on purpose: the reaper keeps them, and
+/// only `platform-verify down` removes them.
+pub const LABEL_UP: &str = "org.platform-harness.up";
+
 /// A PID namespace we could not identify matches nothing, so it is never reaped.
 const UNKNOWN_PIDNS: &str = "unknown";
 /// An owner whose start time could not be read is never reaped: its PID proves nothing.
@@ -143,6 +148,18 @@ pub enum Verdict {
 /// recycled within that second is taken for the owner: the safe mistake.
 const START_TOLERANCE_S: u64 = 1;
 
+/// `decide` for a container or network by its labels: an `up` platform's are kept.
+pub fn decide_labelled(
+    labels: &HashMap<String, String>,
+    me: &Owner,
+    live: impl FnOnce(u32) -> Liveness,
+) -> Verdict {
+    if labels.contains_key(LABEL_UP) {
+        return Verdict::Keep("it belongs to an `up` platform");
+    }
+    decide(Owner::from_labels(labels).as_ref(), me, live)
+}
+
 pub fn decide(owner: Option<&Owner>, me: &Owner, live: impl FnOnce(u32) -> Liveness) -> Verdict {
     let Some(o) = owner else {
         return Verdict::Keep("it carries no owner marker");
@@ -221,6 +238,21 @@ mod tests {
             me.pidns = UNKNOWN_PIDNS.into();
         }
         let verdict = decide(Some(&owner), &me, |_| live);
+        assert_eq!(matches!(verdict, Verdict::Reap(_)), reap, "{verdict:?}");
+    }
+
+    #[rstest]
+    #[case::up_platform(true, false)]
+    #[case::dead_run(false, true)]
+    fn an_up_platform_is_kept_though_its_starter_is_gone(#[case] up: bool, #[case] reap: bool) {
+        let mut labels: HashMap<String, String> = other("ci-1", NS, 200, 999_000)
+            .labels()
+            .into_iter()
+            .collect();
+        if up {
+            labels.insert(LABEL_UP.into(), "default-0a1b2c3d".into());
+        }
+        let verdict = decide_labelled(&labels, &me(), |_| Liveness::Dead);
         assert_eq!(matches!(verdict, Verdict::Reap(_)), reap, "{verdict:?}");
     }
 

@@ -5,6 +5,7 @@ pub mod console;
 pub mod junit;
 pub mod limit;
 pub mod log;
+pub mod merge;
 pub mod summary;
 pub mod timeline;
 

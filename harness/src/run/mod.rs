@@ -3,7 +3,11 @@
 
 mod filters;
 pub mod interrupt;
+mod nextest;
 mod session;
+pub mod shard;
+pub mod up;
+mod warm;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -67,7 +71,7 @@ pub fn libtest_main(root: &Path) -> ExitCode {
     crate::report::log::init();
     interrupt::install();
     let (args, filters) = filters::parse(std::env::args_os());
-    run_filtered(root, args, filters)
+    run_filtered(root, args, filters, true)
 }
 
 /// The whole-run bound of the test target: `PLATFORM_DEADLINE=10m` (humantime, as
@@ -82,15 +86,22 @@ pub fn deadline_from_env() -> Result<Option<std::time::Duration>, String> {
     }
 }
 
-/// The test target with explicit arguments (tests drive it in-process).
+/// The test target with explicit arguments (tests drive it in-process). It never
+/// attaches to an `up` platform: tests that break services must have their own.
 pub fn libtest_run(root: &Path, mut args: Arguments) -> ExitCode {
     let filters = args.filter.take().into_iter().collect();
-    run_filtered(root, args, filters)
+    run_filtered(root, args, filters, false)
 }
 
 /// The test target with libtest's arguments and its positional filters (several, as
-/// libtest accepts them: a check runs when it matches any).
-fn run_filtered(root: &Path, mut args: Arguments, mut filters: Vec<String>) -> ExitCode {
+/// libtest accepts them: a check runs when it matches any). With `attach`, the run uses
+/// the `up` platform when there is one.
+fn run_filtered(
+    root: &Path,
+    mut args: Arguments,
+    mut filters: Vec<String>,
+    attach: bool,
+) -> ExitCode {
     args.test_threads.get_or_insert(DEFAULT_TEST_THREADS);
     // From the repository root, so reports name files as a reader finds them
     // ("suites/kafka.toml:12") and relative PLATFORM_* paths mean the same wherever cargo
@@ -121,6 +132,17 @@ fn run_filtered(root: &Path, mut args: Arguments, mut filters: Vec<String>) -> E
         }
     };
     let mut checks: Vec<Arc<Check>> = spec.checks().cloned().map(Arc::new).collect();
+    match shard::from_env() {
+        Ok(Some(shard)) => {
+            let keep = shard::select(checks.iter().map(|c| c.as_ref()), shard);
+            checks.retain(|c| keep.contains(&c.id()));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if filters.len() <= 1 {
         // libtest-mimic's own filter: its summary then counts what it filtered out.
         args.filter = filters.pop();
@@ -136,12 +158,39 @@ fn run_filtered(root: &Path, mut args: Arguments, mut filters: Vec<String>) -> E
         .filter(|t| !args.is_filtered_out(t) && !args.is_ignored(t))
         .map(|t| t.name().to_string())
         .collect();
-    match Session::start(&spec, &checks, &selected, paths.endpoints.as_deref()) {
-        Ok(session) => {
+    let up = match (attach, &paths.endpoints) {
+        (true, None) => match crate::platform::up::find(Path::new(""), &paths.platform) {
+            Ok(found) => found,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    let per_process = nextest::process_per_test();
+    let pulled = if per_process {
+        nextest::prerequisites(&checks, &selected)
+    } else {
+        BTreeSet::new()
+    };
+    let all: BTreeSet<String> = selected.union(&pulled).cloned().collect();
+    let started = Session::start_on(
+        &spec,
+        &checks,
+        &all,
+        paths.endpoints.as_deref(),
+        up.as_ref(),
+    );
+    match started {
+        Ok(mut session) => {
             if let Some(d) = deadline {
                 session.set_deadline(d);
             }
-            session.run_libtest(&args, checks, &paths.junit)
+            session.pull(checks.iter().filter(|c| pulled.contains(&c.id())).cloned());
+            let junit = (!per_process || std::env::var_os("PLATFORM_JUNIT").is_some())
+                .then_some(paths.junit.as_path());
+            session.run_libtest(&args, checks, junit)
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -2,7 +2,7 @@
 //! the records the reports are made from.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -15,6 +15,7 @@ use super::interrupt;
 use crate::checks::{run_check_with, CheckRun, Outcome, Vars};
 use crate::platform::containers::ContainerPlatform;
 use crate::platform::external::ExternalPlatform;
+use crate::platform::up::UpState;
 use crate::platform::{docker, Platform};
 use crate::report::console::{failure_text, verdict_word};
 use crate::report::{console, write_reports, CheckRecord, RunReport};
@@ -42,6 +43,9 @@ pub struct Session {
     /// Each service's dependencies, for the log tails and exit states of a failed check.
     depends_on: BTreeMap<String, Vec<String>>,
     torn_down: AtomicBool,
+    /// Checks no trial runs that selected ones need (`pull`): run once, by the first
+    /// check that waits for them.
+    pulled: BTreeMap<String, (Arc<Check>, tokio::sync::OnceCell<()>)>,
 }
 
 /// How a check was cut short.
@@ -55,6 +59,19 @@ impl Session {
         checks: &[Arc<Check>],
         selected: &BTreeSet<String>,
         endpoints: Option<&Path>,
+    ) -> Result<Self, String> {
+        Self::start_on(spec, checks, selected, endpoints, None)
+    }
+
+    /// As `start`; with `up` (a state file and its state), the run attaches to that `up`
+    /// platform and starts only the services it lacks, on its network. A spec that changed
+    /// since `up`, or an `up` service that is gone, is an error before anything starts.
+    pub fn start_on(
+        spec: &Spec,
+        checks: &[Arc<Check>],
+        selected: &BTreeSet<String>,
+        endpoints: Option<&Path>,
+        up: Option<&(PathBuf, UpState)>,
     ) -> Result<Self, String> {
         // Idempotent; here for callers that drive a session without an entry point.
         crate::report::log::init();
@@ -104,6 +121,12 @@ impl Session {
                 .filter(|c| selected.contains(&c.id()))
                 .map(|c| c.as_ref()),
         );
+        let attached = match up {
+            Some((path, state)) if external.is_none() && !needed.is_empty() => {
+                Some(rt.block_on(super::warm::attach(path, state, spec, &secrets, &needed))?)
+            }
+            _ => None,
+        };
         // Before anything of the run exists, so a signal at any moment is accounted for.
         interrupt::register(&run_id);
         let (platform, platform_error) = if let Some(e) = external {
@@ -117,15 +140,27 @@ impl Session {
         } else if interrupt::interrupted() {
             (None, Some(INTERRUPTED.to_string()))
         } else {
-            console::say(format!(
-                "platform: run {run_id}: starting {}",
-                needed.iter().cloned().collect::<Vec<_>>().join(", ")
-            ));
-            match rt.block_on(ContainerPlatform::start(
+            let to_start: Vec<String> = needed
+                .iter()
+                .filter(|s| {
+                    !attached
+                        .as_ref()
+                        .is_some_and(|a| a.running.contains_key(*s))
+                })
+                .cloned()
+                .collect();
+            if !to_start.is_empty() {
+                console::say(format!(
+                    "platform: run {run_id}: starting {}",
+                    to_start.join(", ")
+                ));
+            }
+            match rt.block_on(ContainerPlatform::start_attached(
                 &spec.platform,
                 &needed,
                 &secrets,
                 &run_id,
+                attached,
             )) {
                 Ok(p) => (Some(Platform::Containers(p)), None),
                 Err(e) => {
@@ -153,7 +188,18 @@ impl Session {
                 .map(|(n, s)| (n.clone(), s.depends_on.clone()))
                 .collect(),
             torn_down: AtomicBool::new(false),
+            pulled: BTreeMap::new(),
         })
+    }
+
+    /// Checks that no trial of this process runs but selected checks need (a process per
+    /// trial, as cargo-nextest runs them): they run when first waited for. They must be in
+    /// the session's selection, so their services start.
+    pub fn pull(&mut self, checks: impl IntoIterator<Item = Arc<Check>>) {
+        for c in checks {
+            self.pulled
+                .insert(c.id(), (c, tokio::sync::OnceCell::new()));
+        }
     }
 
     /// Bounds the whole run (counted from its start): checks not finished by then are
@@ -166,7 +212,7 @@ impl Session {
         self,
         args: &Arguments,
         checks: Vec<Arc<Check>>,
-        junit_path: &Path,
+        junit_path: Option<&Path>,
     ) -> ExitCode {
         let session = Arc::new(self);
         let trials: Vec<Trial> = checks
@@ -179,7 +225,9 @@ impl Session {
             .collect();
         let conclusion = libtest_mimic::run(args, trials);
         let report = session.finish();
-        write_reports(&report, &session.masker, junit_path);
+        if let Some(junit_path) = junit_path {
+            write_reports(&report, &session.masker, junit_path);
+        }
         if interrupt::interrupted() {
             ExitCode::from(interrupt::EXIT_CODE)
         } else {
@@ -381,6 +429,16 @@ impl Session {
                 return Err(Outcome::Errored(format!(
                     "not run: it needs `{need}`, which is not selected in this run (widen the filter)"
                 )));
+            }
+            if let Some((pred, once)) = self.pulled.get(&id) {
+                once.get_or_init(|| async {
+                    // Boxed: a pulled check may wait for pulled checks of its own.
+                    let record = Box::pin(self.execute(pred)).await;
+                    if let Ok(mut r) = self.records.lock() {
+                        r.push(record);
+                    }
+                })
+                .await;
             }
             let run = self.wait_for(&id).await;
             if !run.outcome.is_pass() {

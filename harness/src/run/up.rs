@@ -1,0 +1,371 @@
+//! `platform-verify up`, `down` and `status`: a platform that outlives the command that
+//! started it, for warm runs (`platform::up` has the state and the attaching).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use testcontainers::bollard::Docker;
+use tokio::sync::watch;
+
+use super::interrupt;
+use crate::platform::containers::ContainerPlatform;
+use crate::platform::docker;
+use crate::platform::readiness::{self, Probe};
+use crate::platform::up::{self, UpService, UpState};
+use crate::report::console;
+use crate::secrets::Secrets;
+use crate::spec::graph;
+use crate::spec::platform::PlatformSpec;
+
+/// How long `status` gives each service to show it is ready now.
+const STATUS_PROBE: Duration = Duration::from_secs(10);
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    Ok(rt.block_on(f))
+}
+
+fn exit(result: Result<Result<ExitCode, String>, String>) -> ExitCode {
+    match result.and_then(|r| r) {
+        Ok(code) => code,
+        Err(e) => {
+            console::say(format!("error: {e}"));
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn engine() -> Result<Docker, String> {
+    let docker = docker::connect()?;
+    tokio::time::timeout(docker::ENGINE_CALL, docker::ping(&docker))
+        .await
+        .map_err(|_| "the Docker engine did not answer".to_string())??;
+    Ok(docker)
+}
+
+/// Starts the platform (or `only` these services, with their dependencies), waits until
+/// it is ready, writes the state file and leaves it running.
+pub fn up(root: &Path, spec: &PlatformSpec, only: &[String]) -> ExitCode {
+    interrupt::install();
+    exit(block_on(up_async(root, spec, only)))
+}
+
+async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<ExitCode, String> {
+    let unknown: Vec<&String> = only
+        .iter()
+        .filter(|s| !spec.services.contains_key(*s))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "--only: no service {} in {} (it has {})",
+            unknown
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            spec.file.display(),
+            spec.services.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let deps: BTreeMap<String, Vec<String>> = spec
+        .services
+        .iter()
+        .map(|(n, s)| (n.clone(), s.depends_on.clone()))
+        .collect();
+    let wanted: BTreeSet<String> = if only.is_empty() {
+        spec.services.keys().cloned().collect()
+    } else {
+        graph::closure(only.iter().map(String::as_str), &deps)
+    };
+    let secrets = Secrets::resolve(&spec.secrets, spec.base_dir())?;
+    console::init(secrets.masker());
+    let docker = engine().await?;
+    let dir = up::dir(root, &spec.file);
+    let up_id = up::up_id(&spec.file);
+    let mut state = match up::find_in(&dir, &spec.file)? {
+        Some(state) => {
+            let all: BTreeSet<String> = state.services.keys().cloned().collect();
+            let changed = up::changed(&docker, &state, spec, &secrets, &all).await?;
+            let attached = up::attach(&docker, &state, spec, &secrets, &all).await;
+            if changed.is_empty() && attached.is_ok() {
+                Some(state)
+            } else {
+                let why = match attached {
+                    Err(e) if changed.is_empty() => e,
+                    _ => up::changed_message(&changed),
+                };
+                console::say(format!("platform: replacing the `up` platform: {why}"));
+                report_cleanup(&up::down(&docker, root, &spec.file).await)?;
+                None
+            }
+        }
+        None => None,
+    };
+    let have: BTreeSet<String> = state
+        .as_ref()
+        .map(|s| s.services.keys().cloned().collect())
+        .unwrap_or_default();
+    let missing: BTreeSet<String> = wanted.difference(&have).cloned().collect();
+    if missing.is_empty() {
+        console::say(format!(
+            "platform: already up: {}",
+            have.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+        usage(&dir);
+        export_for_nextest(&dir)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let run_id = format!("up{}", crate::kinds::unique_id(8));
+    docker::mark_up_run(&run_id, &up_id);
+    interrupt::register(&run_id);
+    let attached = match &state {
+        Some(s) => Some(up::attach(&docker, s, spec, &secrets, &wanted).await?),
+        None => None,
+    };
+    console::say(format!(
+        "platform: up {up_id}: starting {}",
+        missing.iter().cloned().collect::<Vec<_>>().join(", ")
+    ));
+    let platform =
+        ContainerPlatform::start_attached(spec, &wanted, &secrets, &run_id, attached).await;
+    let platform = match platform {
+        Ok(p) => p,
+        Err(e) => {
+            interrupt::unregister(&run_id);
+            return Err(e);
+        }
+    };
+    let mut failures = Vec::new();
+    let mut endpoints = BTreeMap::new();
+    for name in &missing {
+        tokio::select! {
+            r = platform.endpoint(name) => match r {
+                Ok(ep) => { endpoints.insert(name.clone(), ep); }
+                Err(f) => failures.push(f.to_string()),
+            },
+            _ = interrupt::wait() => { failures.push("interrupted".into()); break; }
+        }
+    }
+    if !failures.is_empty() {
+        console::say(format!("platform: up failed: {}", failures.join("; ")));
+        let cleanup = platform.shutdown().await;
+        interrupt::unregister(&run_id);
+        report_cleanup(&cleanup)?;
+        return Ok(ExitCode::from(if interrupt::interrupted() {
+            interrupt::EXIT_CODE
+        } else {
+            1
+        }));
+    }
+    let ids = up::image_ids(&docker, spec, &missing).await?;
+    let state = state.get_or_insert_with(|| {
+        UpState::new(
+            up_id.clone(),
+            &spec.file,
+            platform.network().to_string(),
+            crate::kinds::unique_id(32),
+        )
+    });
+    for (name, ep) in endpoints {
+        let (image, image_id) = ids[&name].clone();
+        let container = platform
+            .container_of(&name)
+            .ok_or_else(|| format!("{name}: its container is unknown"))?;
+        let fingerprint = up::fingerprint(spec, &name, &image_id, &secrets, &state.salt)?;
+        state.services.insert(
+            name,
+            UpService {
+                container,
+                run: run_id.clone(),
+                image,
+                image_id,
+                fingerprint,
+                ports: ep.ports,
+            },
+        );
+    }
+    let written = state
+        .save(&dir)
+        .and_then(|_| up::write_endpoints(&dir, spec, &state.services, &secrets));
+    if let Err(e) = written {
+        // A platform nobody can find again would only leak: remove what this run made.
+        report_cleanup(&platform.shutdown().await)?;
+        interrupt::unregister(&run_id);
+        return Err(e);
+    }
+    platform.keep_running();
+    interrupt::unregister(&run_id);
+    export_for_nextest(&dir)?;
+    console::say(format!(
+        "platform: up: {} on network {}",
+        state
+            .services
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        state.network
+    ));
+    usage(&dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Under a cargo-nextest setup script, hands the state file to the tests: nextest reads
+/// `KEY=VALUE` lines from the file `NEXTEST_ENV` names into every test's environment.
+fn export_for_nextest(dir: &Path) -> Result<(), String> {
+    use std::io::Write;
+    let Some(env_file) = std::env::var_os("NEXTEST_ENV") else {
+        return Ok(());
+    };
+    let state = up::canonical(&dir.join(up::STATE_FILE));
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&env_file)
+        .and_then(|mut f| writeln!(f, "PLATFORM_UP_STATE={}", state.display()))
+        .map_err(|e| format!("writing NEXTEST_ENV: {e}"))
+}
+
+fn usage(dir: &Path) {
+    console::say(format!(
+        "  state:     {}\n  endpoints: {}\n  cargo test --test platform and platform-verify run now attach to it;\n  platform-verify status shows it, platform-verify down removes it.",
+        dir.join(up::STATE_FILE).display(),
+        dir.join(up::ENDPOINTS_FILE).display()
+    ));
+}
+
+fn report_cleanup(c: &docker::Cleanup) -> Result<(), String> {
+    if c.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("cleanup: {}", c.problems.join("; ")))
+    }
+}
+
+/// Removes the platform's `up` containers, network and state.
+pub fn down(root: &Path, platform: &Path) -> ExitCode {
+    exit(block_on(async {
+        let docker = engine().await?;
+        let c = up::down(&docker, root, platform).await;
+        let containers = c
+            .removed
+            .iter()
+            .filter(|r| r.starts_with("container"))
+            .count();
+        console::say(format!(
+            "platform: down {}: removed {containers} container(s){}",
+            up::up_id(platform),
+            if c.removed.iter().any(|r| r.starts_with("network")) {
+                " and the network"
+            } else {
+                ""
+            }
+        ));
+        report_cleanup(&c)?;
+        Ok(ExitCode::SUCCESS)
+    }))
+}
+
+/// Each service of the `up` platform: running or not, ready now or not, its ports; and
+/// whether the spec still matches. Exit 0 only when all of that holds.
+pub fn status(root: &Path, spec: &PlatformSpec) -> ExitCode {
+    exit(block_on(async {
+        let dir = up::dir(root, &spec.file);
+        let Some(state) = up::find_in(&dir, &spec.file)? else {
+            console::say(format!(
+                "platform: no `up` platform of {} (platform-verify up starts one)",
+                spec.file.display()
+            ));
+            return Ok(ExitCode::from(1));
+        };
+        let secrets = Secrets::resolve(&spec.secrets, spec.base_dir())?;
+        console::init(secrets.masker());
+        let docker = engine().await?;
+        let mut healthy = true;
+        for (name, s) in &state.services {
+            let line = service_status(&docker, spec, &state, &secrets, (name, s)).await;
+            healthy &= line.0;
+            console::say(line.1);
+        }
+        let all: BTreeSet<String> = state.services.keys().cloned().collect();
+        let changed = up::changed(&docker, &state, spec, &secrets, &all).await?;
+        if !changed.is_empty() {
+            healthy = false;
+            console::say(up::changed_message(&changed));
+        }
+        Ok(if healthy {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }))
+}
+
+async fn service_status(
+    docker: &Docker,
+    spec: &PlatformSpec,
+    state: &UpState,
+    secrets: &Secrets,
+    (name, s): (&str, &UpService),
+) -> (bool, String) {
+    let ports = s
+        .ports
+        .iter()
+        .map(|(k, p)| format!("{k}=127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let exit = match docker::container_state(docker, &s.container).await {
+        Ok(st) => docker::describe_exit(&st),
+        Err(e) => Some(format!("not found ({e})")),
+    };
+    if let Some(how) = exit {
+        return (false, format!("  {name:<12} {how}"));
+    }
+    let Some(svc) = spec.services.get(name) else {
+        return (
+            false,
+            format!("  {name:<12} running, no longer in the spec"),
+        );
+    };
+    let endpoint = match up::endpoint_of(svc, &s.ports, secrets) {
+        Ok(e) => e,
+        Err(e) => return (false, format!("  {name:<12} running, {e}")),
+    };
+    let probe = Probe {
+        docker,
+        container_id: &s.container,
+        host_ports: &s.ports,
+        container_ports: &svc.ports,
+        network: &state.network,
+        endpoint: &endpoint,
+    };
+    let (_stop_tx, mut stop) = watch::channel(false);
+    let started = Instant::now();
+    match readiness::wait_ready(
+        &probe,
+        &svc.ready,
+        started + STATUS_PROBE,
+        STATUS_PROBE,
+        &mut stop,
+        readiness::Pace::BACKOFF,
+    )
+    .await
+    {
+        Ok(()) => (
+            true,
+            format!(
+                "  {name:<12} ready ({:.1} s to probe)  {ports}",
+                started.elapsed().as_secs_f64()
+            ),
+        ),
+        Err(e) => (
+            false,
+            format!("  {name:<12} running, NOT ready: {e}  {ports}"),
+        ),
+    }
+}
