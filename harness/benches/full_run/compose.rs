@@ -61,7 +61,7 @@ pub fn all_ready(spec: &PlatformSpec, secrets: &Secrets) -> Result<Duration, Str
             .env("PG_PASSWORD", secret("postgres_password"))
             .env("MINIO_PASSWORD", secret("minio_password"))
             .env("KAFKA_PORT", kafka_port.to_string())
-            .env("TRINO_CATALOG", &catalog.0)
+            .env("TRINO_LAKE", catalog.0.join("lake.properties"))
             .output()
             .map_err(|e| format!("compose: {e}"))?;
         if out.status.success() {

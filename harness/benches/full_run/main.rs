@@ -40,8 +40,7 @@ fn main() {
 
 fn bench() -> Result<(), String> {
     platform_harness::report::log::init();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let paths = Paths::from_env(manifest.parent().unwrap_or(manifest))?;
+    let paths = Paths::from_env(&root())?;
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let spec = Spec::load(&paths.platform, &paths.suites).map_err(|e| e.to_string())?;
     let checks: Vec<Arc<_>> = spec.checks().cloned().map(Arc::new).collect();
@@ -152,6 +151,8 @@ fn bench() -> Result<(), String> {
         );
     }
 
+    let warm = warm_runs(&root(), &paths.platform, &spec, &checks, &selected)?;
+
     let all: Vec<String> = order.clone();
     let mut start_only = String::new();
     if !filter_narrows(&services, platform) {
@@ -191,7 +192,66 @@ fn bench() -> Result<(), String> {
         100.0 * (1.0 - wall("scheduled") / wall("parallel")),
         wall("parallel"),
     );
+    println!("{warm}");
     Ok(())
+}
+
+fn root() -> std::path::PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The platform brought `up` once, then the selected checks and PostgreSQL's alone run
+/// warm against it (attach included), then `down`. Returns the summary line.
+fn warm_runs(
+    root: &Path,
+    platform: &Path,
+    spec: &Spec,
+    checks: &[Arc<platform_harness::spec::Check>],
+    selected: &BTreeSet<String>,
+) -> Result<String, String> {
+    println!("\n== warm: checks against a platform left up by `platform-verify up` ==");
+    let started = Instant::now();
+    let code = platform_harness::run::up::up(root, &spec.platform, &[]);
+    let up_took = started.elapsed();
+    let found = platform_harness::platform::up::find(root, platform)?;
+    if code != std::process::ExitCode::SUCCESS || found.is_none() {
+        platform_harness::run::up::down(root, platform);
+        return Err("`up` did not leave a platform to attach to".into());
+    }
+    let postgres: BTreeSet<String> = selected
+        .iter()
+        .filter(|id| id.starts_with("postgres::"))
+        .cloned()
+        .collect();
+    let mut line = format!("warm: up {:.1} s", up_took.as_secs_f64());
+    for (label, chosen) in [("-- postgres", &postgres), ("full", selected)] {
+        if chosen.is_empty() {
+            continue;
+        }
+        let t = Instant::now();
+        let session = Arc::new(Session::start_on(
+            spec,
+            checks,
+            chosen,
+            None,
+            found.as_ref(),
+        )?);
+        let report = session.run_concurrently(checks, CONCURRENCY, None);
+        let wall = t.elapsed();
+        let sum: Duration = report.checks.iter().map(|c| c.duration).sum();
+        let bound = sum.as_secs_f64() / CONCURRENCY as f64;
+        println!(
+            "  {label:<12} wall {:.2} s, {} checks, their sum {:.1} s / {CONCURRENCY} = {bound:.2} s -> {:.2}x",
+            wall.as_secs_f64(),
+            report.checks.len(),
+            sum.as_secs_f64(),
+            wall.as_secs_f64() / bound.max(1e-3)
+        );
+        line.push_str(&format!("; {label} {:.2} s", wall.as_secs_f64()));
+    }
+    platform_harness::run::up::down(root, platform);
+    Ok(line)
 }
 
 /// Starts `services` with the harness's backend (no checks), waits until `wait_for` are

@@ -214,9 +214,10 @@ pub struct PlatformSpec {
 }
 
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
-/// A service that declares nothing is taken for a JVM-sized start: ten seconds, one core.
+/// A service that declares nothing ranks as a ten-second start and is never held back
+/// (it reserves no cores): the scheduler acts on what it is told, not on guesses.
 pub const DEFAULT_EXPECTED_READY: Duration = Duration::from_secs(10);
-pub const DEFAULT_START_CORES: f64 = 1.0;
+pub const DEFAULT_START_CORES: f64 = 0.0;
 
 impl PlatformSpec {
     pub fn load(file: &Path) -> Result<Self, SpecErrors> {
@@ -316,10 +317,10 @@ impl PlatformSpec {
                 }
             }
             if let Some(c) = svc.start_cores {
-                if !(c > 0.0 && c <= 1024.0) {
+                if !(0.0..=1024.0).contains(&c) {
                     errors.push(err(
                         span.clone(),
-                        format!("service `{name}`, field `start_cores`: {c} is not a number of cores (more than 0)"),
+                        format!("service `{name}`, field `start_cores`: {c} is not a number of cores (0 or more)"),
                     ));
                 }
             }
@@ -744,7 +745,7 @@ ready = [{ http = "/health", port = "http" }]
         "ready = [{ step = { trino.qurey.sql = \"1\" } }]",
         "`step`, `trino`:"
     )]
-    #[case::no_cores("ready = [{ tcp = \"p\" }]\nstart_cores = 0", "field `start_cores`")]
+    #[case::negative_cores("ready = [{ tcp = \"p\" }]\nstart_cores = -1.0", "field `start_cores`")]
     fn rejects_bad_semantics(#[case] body: &str, #[case] expected: &str) {
         let src = format!("[services.x]\nimage = \"i\"\nports = {{ p = 1 }}\n{body}\n");
         let err = parse(&src).unwrap_err().to_string();
