@@ -331,10 +331,17 @@ fn failure_tail(stderr: &str, stdout: &str) -> String {
             let t = l.trim_start();
             let jvm_frame = t.starts_with("at ") && l.starts_with(char::is_whitespace);
             let elided = t.starts_with("... ") && t.ends_with(" more");
-            !(jvm_frame || elided || t.is_empty())
+            // Spark's marker for where a wrapped call came from: a stack trace of its own.
+            let suppressed = t.starts_with("Suppressed: ");
+            !(jvm_frame || elided || suppressed || t.is_empty())
         })
         .collect();
-    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+    if lines.len() <= TAIL_LINES || lines[0] != TRACEBACK {
+        return lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+    }
+    // A long traceback: its first line (so it reads as one), then its end, where the cause is.
+    let tail = lines[lines.len() - (TAIL_LINES - 1)..].join("\n");
+    format!("{TRACEBACK}\n  ...\n{tail}")
 }
 
 /// Application ids (`app-20261201173708-0000`) the job's output names: Spark's client logs
@@ -474,6 +481,24 @@ mod tests {
             tail.starts_with("line 19\n") && tail.ends_with("line 30"),
             "{tail}"
         );
+    }
+
+    #[test]
+    fn a_long_traceback_keeps_its_first_line_and_its_end() {
+        let mut stderr = String::from("Traceback (most recent call last):\n");
+        for i in 0..20 {
+            stderr.push_str(&format!("  File \"x.py\", line {i}\n"));
+        }
+        stderr.push_str("\tSuppressed: org.apache.spark.util.Utils$OriginalTryStackTraceException: Full stacktrace\n");
+        stderr.push_str("ValueError: the cause\n");
+        let tail = failure_tail(&stderr, "");
+        assert!(
+            tail.starts_with("Traceback (most recent call last):\n  ...\n"),
+            "{tail}"
+        );
+        assert!(tail.ends_with("ValueError: the cause"), "{tail}");
+        assert!(!tail.contains("Suppressed"), "{tail}");
+        assert_eq!(tail.lines().count(), TAIL_LINES + 1);
     }
 
     #[test]
