@@ -548,6 +548,93 @@ mod tests {
         assert_eq!(a.verb(), verb);
     }
 
+    /// Answers every exec with `out`, checking the command is a bounded spark-submit.
+    struct FakeShell(crate::kinds::ExecOutput);
+
+    impl crate::kinds::ServiceShell for FakeShell {
+        fn exec<'a>(
+            &'a self,
+            service: &'a str,
+            argv: &'a [String],
+            timeout: Duration,
+        ) -> BoxFuture<'a, Result<crate::kinds::ExecOutput, String>> {
+            assert_eq!(service, "spark-master");
+            assert_eq!(
+                argv[..4],
+                ["timeout", "--kill-after=10s", "60s", "spark-submit"]
+            );
+            assert!(
+                argv.contains(&"spark://spark-master:7077".to_string()),
+                "{argv:?}"
+            );
+            assert!(timeout > Duration::from_secs(60));
+            Box::pin(async move { Ok(self.0.clone()) })
+        }
+    }
+
+    async fn submit_with(out: crate::kinds::ExecOutput) -> StepError {
+        let ep = crate::kinds::Endpoint {
+            service: "spark-master".into(),
+            host: "127.0.0.1".into(),
+            ports: BTreeMap::new(),
+            params: BTreeMap::new(),
+        };
+        let (endpoints, vars) = (BTreeMap::new(), crate::kinds::Vars::new());
+        let shell = FakeShell(out);
+        let cx = StepContext {
+            endpoint: &ep,
+            endpoints: &endpoints,
+            vars: &vars,
+            shell: Some(&shell),
+        };
+        let t: toml::Table =
+            toml::from_str("spark.submit = { app = \"/jobs/a.py\", timeout = \"60s\" }").unwrap();
+        let a: SparkAction = t["spark"].clone().try_into().unwrap();
+        a.execute(&cx).await.expect_err("fails")
+    }
+
+    #[rstest]
+    #[case::raises(
+        1,
+        "Traceback (most recent call last):\n  File \"/jobs/a.py\"\nValueError: boom\n",
+        "/jobs/a.py failed (spark-submit exit code 1):\nTraceback (most recent call last):"
+    )]
+    #[case::killed_at_its_timeout(
+        124,
+        "INFO still running\n",
+        "/jobs/a.py did not finish within 1m (killed); last lines:\nINFO still running"
+    )]
+    #[tokio::test]
+    async fn a_failed_submission_says_why(
+        #[case] code: i64,
+        #[case] stderr: &str,
+        #[case] msg: &str,
+    ) {
+        let err = submit_with(crate::kinds::ExecOutput {
+            exit_code: code,
+            stdout: String::new(),
+            stderr: stderr.into(),
+        })
+        .await;
+        assert!(matches!(err, StepError::Failure(_)), "{err:?}");
+        assert!(err.message().contains(msg), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_job_without_its_result_line_fails_before_asking_the_master() {
+        let err = submit_with(crate::kinds::ExecOutput {
+            exit_code: 0,
+            stdout: "done\n".into(),
+            stderr: String::new(),
+        })
+        .await;
+        assert!(
+            err.message()
+                .contains("finished but printed no `PLATFORM_RESULT {json}` line"),
+            "{err:?}"
+        );
+    }
+
     #[tokio::test]
     async fn submit_in_endpoints_mode_is_a_clear_error() {
         let ep = crate::kinds::Endpoint {
