@@ -81,6 +81,23 @@ opensearch.health = {}
 expect = [{ path = "$.status", matches = "^(green|yellow)$" }]
 "#;
 
+/// The Spark image of the `streaming` platform, as master and as worker: a PySpark job runs
+/// on the cluster (the worker's executor), the worker is registered with the master.
+const STREAMING_SMOKE: &str = r#"
+[[check]]
+name = "spark-master"
+[[check.step]]
+spark.submit = { app = "/opt/spark/work-dir/jobs/pi.py", args = ["2", "20000"], timeout = "3m" }
+expect = [{ path = "$.pi", gt = 3.0 }, { path = "$.pi", lt = 3.3 }, { path = "$.spark_app.state", equals = "FINISHED" }]
+
+[[check]]
+name = "spark-worker"
+[[check.step]]
+http.get = { path = "/json/", port = "ui" }
+service = "spark-worker"
+expect = [{ path = "$.body.masterurl", equals = "spark://spark-master:7077" }]
+"#;
+
 #[test]
 fn each_image_serves_its_real_service_and_fails_once_killed() {
     smoke("fixtures/platform.toml", SMOKE);
@@ -89,6 +106,11 @@ fn each_image_serves_its_real_service_and_fails_once_killed() {
 #[test]
 fn each_observability_image_serves_its_real_service_and_fails_once_killed() {
     smoke("fixtures/platforms/observability.toml", OBSERVABILITY_SMOKE);
+}
+
+#[test]
+fn the_spark_image_serves_master_and_worker_and_fails_once_killed() {
+    smoke("fixtures/platforms/streaming.toml", STREAMING_SMOKE);
 }
 
 /// Each check of `suite` (named after its service) passes, then errors once its

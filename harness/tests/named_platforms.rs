@@ -8,13 +8,17 @@ fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-#[test]
-fn the_observability_platform_runs_green() {
-    let junit =
-        std::env::temp_dir().join(format!("named-observability-{}.xml", std::process::id()));
+#[rstest::rstest]
+#[case::observability("observability", &["redis", "prometheus", "opensearch", "postgres"])]
+#[case::streaming("streaming", &["spark", "lake", "stream"])]
+fn the_named_platform_runs_green(#[case] name: &str, #[case] suites: &[&str]) {
+    // One platform at a time: two starting together would swamp a 2-core machine.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let junit = std::env::temp_dir().join(format!("named-{name}-{}.xml", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_platform-verify"))
         .current_dir(root())
-        .args(["run", "--platform", "observability", "--junit"])
+        .args(["run", "--platform", name, "--junit"])
         .arg(&junit)
         .output()
         .expect("platform-verify runs");
@@ -26,7 +30,7 @@ fn the_observability_platform_runs_green() {
         out.status.code()
     );
     let report = std::fs::read_to_string(&junit).expect("JUnit written");
-    for suite in ["redis", "prometheus", "opensearch", "postgres"] {
+    for suite in suites {
         assert!(
             report.contains(&format!("name=\"{suite}\"")),
             "{suite} missing from the report"
@@ -51,5 +55,8 @@ fn an_unknown_platform_name_lists_the_known_ones() {
         stderr.contains("no platform named `no-such-platform`"),
         "{stderr}"
     );
-    assert!(stderr.contains("default, observability"), "{stderr}");
+    assert!(
+        stderr.contains("default, observability, streaming"),
+        "{stderr}"
+    );
 }

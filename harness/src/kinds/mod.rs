@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod prometheus;
 pub mod redis;
 pub mod s3;
+pub mod spark;
 pub mod trino;
 
 use std::collections::BTreeMap;
@@ -43,6 +44,7 @@ pub fn registry() -> &'static [&'static dyn CheckKind] {
         &Kind::<redis::RedisAction>::NEW,
         &Kind::<prometheus::PrometheusAction>::NEW,
         &Kind::<opensearch::OpensearchAction>::NEW,
+        &Kind::<spark::SparkAction>::NEW,
     ];
     KINDS
 }
