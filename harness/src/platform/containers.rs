@@ -19,7 +19,7 @@ use super::endpoint::Endpoint;
 use super::readiness::{self, Probe};
 use super::schedule::{StartCost, StartGate, Ticket};
 use super::shell;
-use super::{cpu, docker, images, ServiceFailure, ServiceStart};
+use super::{cpu, docker, images, ServiceFailure, ServiceStart, StartError};
 use crate::kinds::{ExecOutput, ServiceShell};
 use crate::secrets::Secrets;
 use crate::spec::platform::{PlatformSpec, ServiceSpec};
@@ -86,7 +86,7 @@ impl ContainerPlatform {
         services: &BTreeSet<String>,
         secrets: &Secrets,
         run_id: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StartError> {
         Self::start_attached(spec, services, secrets, run_id, None).await
     }
 
@@ -98,17 +98,16 @@ impl ContainerPlatform {
         secrets: &Secrets,
         run_id: &str,
         attached: Option<Attached>,
-    ) -> Result<Self, String> {
-        let docker = docker::connect()?;
-        let engine = |what: &str| {
-            format!(
-                "{what}: the Docker engine did not answer within {}",
-                seconds(docker::ENGINE_CALL)
-            )
+    ) -> Result<Self, StartError> {
+        let docker = docker::connect().map_err(StartError::EngineUnreachable)?;
+        let engine = |what: &str| StartError::EngineTimeout {
+            what: what.to_string(),
+            limit: seconds(docker::ENGINE_CALL),
         };
         tokio::time::timeout(docker::ENGINE_CALL, docker::ping(&docker))
             .await
-            .map_err(|_| engine("asking for its version"))??;
+            .map_err(|_| engine("asking for its version"))?
+            .map_err(StartError::EngineUnreachable)?;
         let reaped = docker::reap_dead_runs(&docker).await;
         for r in &reaped.removed {
             super::say(format!(
@@ -140,7 +139,8 @@ impl ContainerPlatform {
                 docker::create_network(&docker, &network, run_id),
             )
             .await
-            .map_err(|_| engine(&format!("creating network {network}")))??;
+            .map_err(|_| engine(&format!("creating network {network}")))?
+            .map_err(StartError::Engine)?;
         }
         let (stop, _) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -332,7 +332,7 @@ fn start_gate(
     spec: &PlatformSpec,
     services: &BTreeSet<String>,
     mode: StartMode,
-) -> Result<StartGate, String> {
+) -> Result<StartGate, StartError> {
     let costs = services
         .iter()
         .map(|name| {
@@ -354,13 +354,13 @@ fn start_gate(
 
 /// The cores starts may keep busy together: `PLATFORM_START_CORES`, or what the machine
 /// (and its cgroup quota) gives this process.
-fn start_cores() -> Result<f64, String> {
+fn start_cores() -> Result<f64, StartError> {
     match std::env::var("PLATFORM_START_CORES") {
-        Ok(v) if !v.is_empty() => {
-            v.parse::<f64>().ok().filter(|c| *c > 0.0).ok_or_else(|| {
-                format!("PLATFORM_START_CORES={v:?}: give a number of cores, e.g. 2")
-            })
-        }
+        Ok(v) if !v.is_empty() => v.parse::<f64>().ok().filter(|c| *c > 0.0).ok_or_else(|| {
+            StartError::Setting(format!(
+                "PLATFORM_START_CORES={v:?}: give a number of cores, e.g. 2"
+            ))
+        }),
         _ => Ok(std::thread::available_parallelism().map_or(2, |n| n.get()) as f64),
     }
 }
@@ -453,14 +453,14 @@ pub enum StartMode {
 }
 
 impl StartMode {
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> Result<Self, StartError> {
         match std::env::var("PLATFORM_START").as_deref() {
             Err(_) | Ok("") | Ok("scheduled") => Ok(Self::Scheduled),
             Ok("parallel") => Ok(Self::Parallel),
             Ok("serial") => Ok(Self::Serial),
-            Ok(other) => Err(format!(
+            Ok(other) => Err(StartError::Setting(format!(
                 "PLATFORM_START={other:?}: use `scheduled`, `parallel` or `serial`"
-            )),
+            ))),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use testcontainers::bollard::Docker;
 
 use super::docker;
+use super::StartError;
 use crate::spec::platform::PlatformSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,14 +21,14 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> Result<Self, StartError> {
         match std::env::var("PLATFORM_IMAGES").as_deref() {
             Err(_) | Ok("") | Ok("auto") => Ok(Self::Auto),
             Ok("kit") => Ok(Self::Kit),
             Ok("upstream") => Ok(Self::Upstream),
-            Ok(other) => Err(format!(
+            Ok(other) => Err(StartError::Setting(format!(
                 "PLATFORM_IMAGES={other:?}: use `kit`, `upstream` or `auto`"
-            )),
+            ))),
         }
     }
 }
@@ -36,7 +37,7 @@ pub async fn choose(
     docker: &Docker,
     spec: &PlatformSpec,
     services: &BTreeSet<String>,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, StartError> {
     let mode = Mode::from_env()?;
     let mut chosen = BTreeMap::new();
     let mut missing = Vec::new();
@@ -71,13 +72,8 @@ pub async fn choose(
     if missing.is_empty() {
         return Ok(chosen);
     }
-    let names: Vec<String> = missing.iter().map(|(n, _)| n.clone()).collect();
-    let images: Vec<String> = missing.iter().map(|(_, i)| i.clone()).collect();
-    Err(format!(
-        "image(s) not built: {}. Build them with `fixtures/images/build {}` (or set PLATFORM_IMAGES=upstream where a registry is reachable)",
-        images.join(", "),
-        names.join(" ")
-    ))
+    let (services, images) = missing.into_iter().unzip();
+    Err(StartError::ImagesMissing { images, services })
 }
 
 /// `registry:5000/name:tag` -> (`registry:5000/name`, `tag`); no tag means `latest`.

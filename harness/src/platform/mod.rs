@@ -5,6 +5,7 @@ pub mod containers;
 pub mod cpu;
 pub mod docker;
 pub mod endpoint;
+pub mod error;
 pub mod external;
 pub mod images;
 pub mod log_watch;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use endpoint::Endpoint;
+pub use error::StartError;
 
 /// A progress line ("platform: kafka ready in 6.1 s"): an info event of the `platform`
 /// target, which the run's subscriber prints as plain text (`report::log`).

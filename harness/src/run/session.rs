@@ -165,7 +165,7 @@ impl Session {
                 Ok(p) => (Some(Platform::Containers(p)), None),
                 Err(e) => {
                     console::say(format!("error: {e}"));
-                    (None, Some(e))
+                    (None, Some(e.to_string()))
                 }
             }
         };

@@ -138,7 +138,7 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
         Ok(p) => p,
         Err(e) => {
             interrupt::unregister(&run_id);
-            return Err(e);
+            return Err(e.to_string());
         }
     };
     let mut failures = Vec::new();

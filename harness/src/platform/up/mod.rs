@@ -71,7 +71,9 @@ pub async fn image_ids(
     spec: &PlatformSpec,
     services: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, (String, String)>, String> {
-    let chosen = images::choose(docker, spec, services).await?;
+    let chosen = images::choose(docker, spec, services)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
     for (name, image) in chosen {
         let id = docker
