@@ -9,6 +9,22 @@ pub use crate::mask::{
 };
 use crate::spec::platform::SecretSource;
 
+/// Why a secret has no usable value. Messages name the secret, never its value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret `{name}`: set the environment variable {}", env.as_deref().unwrap_or("(none given)"))]
+    Unset { name: String, env: Option<String> },
+    #[error("secret `{name}`: cannot read {path}: {cause}")]
+    Unreadable {
+        name: String,
+        path: String,
+        cause: String,
+    },
+    /// Too short (or otherwise unfit) to be masked reliably in output.
+    #[error("{0}")]
+    Unmaskable(String),
+}
+
 #[derive(Clone, Default)]
 pub struct Secrets {
     values: BTreeMap<String, String>,
@@ -28,16 +44,20 @@ impl Secrets {
     pub fn resolve(
         sources: &BTreeMap<String, SecretSource>,
         base_dir: &Path,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SecretError> {
         let mut values = BTreeMap::new();
         for (name, src) in sources {
             let from_env = src.env.as_ref().and_then(|v| std::env::var(v).ok());
             let from_file = match (&from_env, &src.file) {
                 (None, Some(f)) => {
                     let path = base_dir.join(f);
-                    Some(std::fs::read_to_string(&path).map_err(|e| {
-                        format!("secret `{name}`: cannot read {}: {e}", path.display())
-                    })?)
+                    Some(
+                        std::fs::read_to_string(&path).map_err(|e| SecretError::Unreadable {
+                            name: name.clone(),
+                            path: path.display().to_string(),
+                            cause: e.to_string(),
+                        })?,
+                    )
                 }
                 _ => None,
             };
@@ -54,13 +74,12 @@ impl Secrets {
             let value = from_env
                 .or(from_file.map(|s| s.trim_end_matches(['\r', '\n']).to_string()))
                 .or_else(|| src.default.clone())
-                .ok_or_else(|| {
-                    format!(
-                        "secret `{name}`: set the environment variable {}",
-                        src.env.as_deref().unwrap_or("(none given)")
-                    )
+                .ok_or_else(|| SecretError::Unset {
+                    name: name.clone(),
+                    env: src.env.clone(),
                 })?;
-            check_maskable(&format!("secret `{name}` (from {origin})"), &value)?;
+            check_maskable(&format!("secret `{name}` (from {origin})"), &value)
+                .map_err(SecretError::Unmaskable)?;
             values.insert(name.clone(), value);
         }
         Ok(Self { values })
@@ -211,7 +230,17 @@ mod tests {
             src(Some("HARNESS_TEST_UNSET_VAR"), None, None),
         )]);
         let err = Secrets::resolve(&missing, &dir).unwrap_err();
-        assert!(err.contains("HARNESS_TEST_UNSET_VAR"), "{err}");
+        assert_eq!(
+            err,
+            SecretError::Unset {
+                name: "x".into(),
+                env: Some("HARNESS_TEST_UNSET_VAR".into())
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "secret `x`: set the environment variable HARNESS_TEST_UNSET_VAR"
+        );
     }
 
     #[rstest]
@@ -220,7 +249,9 @@ mod tests {
     #[case("12345")]
     fn refuses_a_secret_too_short_to_mask(#[case] value: &str) {
         let sources = BTreeMap::from([("pg".to_string(), src(None, None, Some(value)))]);
-        let err = Secrets::resolve(&sources, Path::new(".")).unwrap_err();
+        let err = Secrets::resolve(&sources, Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("secret `pg` (from `default`) is"), "{err}");
         assert!(err.contains("at least 6"), "{err}");
         if !value.is_empty() {

@@ -52,7 +52,8 @@ fn bench() -> Result<(), String> {
     let selected: BTreeSet<String> = chosen.iter().map(|c| c.id()).collect();
     let services = services_for(&spec, chosen.iter().map(|c| c.as_ref()));
     let platform = &spec.platform;
-    let secrets = Secrets::resolve(&platform.secrets, platform.base_dir())?;
+    let secrets =
+        Secrets::resolve(&platform.secrets, platform.base_dir()).map_err(|e| e.to_string())?;
     let deps: BTreeMap<String, Vec<String>> = platform
         .services
         .iter()

@@ -101,7 +101,8 @@ impl Session {
         let secrets = match &external {
             // The platform spec's secrets belong to the containers it would start.
             Some(_) => Secrets::default(),
-            None => Secrets::resolve(&spec.platform.secrets, spec.platform.base_dir())?,
+            None => Secrets::resolve(&spec.platform.secrets, spec.platform.base_dir())
+                .map_err(|e| e.to_string())?,
         };
         let mut masker = secrets.masker();
         if let Some(e) = &external {

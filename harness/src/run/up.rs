@@ -83,7 +83,7 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
     } else {
         graph::closure(only.iter().map(String::as_str), &deps)
     };
-    let secrets = Secrets::resolve(&spec.secrets, spec.base_dir())?;
+    let secrets = Secrets::resolve(&spec.secrets, spec.base_dir()).map_err(|e| e.to_string())?;
     console::init(secrets.masker());
     let docker = engine().await?;
     let dir = up::dir(root, &spec.file);
@@ -283,7 +283,8 @@ pub fn status(root: &Path, spec: &PlatformSpec) -> ExitCode {
             ));
             return Ok(ExitCode::from(1));
         };
-        let secrets = Secrets::resolve(&spec.secrets, spec.base_dir())?;
+        let secrets =
+            Secrets::resolve(&spec.secrets, spec.base_dir()).map_err(|e| e.to_string())?;
         console::init(secrets.masker());
         let docker = engine().await?;
         let mut healthy = true;
