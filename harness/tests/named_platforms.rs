@@ -8,13 +8,12 @@ fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-#[test]
-fn the_observability_platform_runs_green() {
-    let junit =
-        std::env::temp_dir().join(format!("named-observability-{}.xml", std::process::id()));
+/// `platform-verify run --platform NAME` passes, with every one of `suites` in its report.
+fn runs_green(name: &str, suites: &[&str]) {
+    let junit = std::env::temp_dir().join(format!("named-{name}-{}.xml", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_platform-verify"))
         .current_dir(root())
-        .args(["run", "--platform", "observability", "--junit"])
+        .args(["run", "--platform", name, "--junit"])
         .arg(&junit)
         .output()
         .expect("platform-verify runs");
@@ -26,7 +25,7 @@ fn the_observability_platform_runs_green() {
         out.status.code()
     );
     let report = std::fs::read_to_string(&junit).expect("JUnit written");
-    for suite in ["redis", "prometheus", "opensearch", "postgres"] {
+    for suite in suites {
         assert!(
             report.contains(&format!("name=\"{suite}\"")),
             "{suite} missing from the report"
@@ -36,6 +35,19 @@ fn the_observability_platform_runs_green() {
     assert!(!report.contains("<error"), "{report}");
     let _ = std::fs::remove_file(&junit);
     let _ = std::fs::remove_file(junit.with_extension("md"));
+}
+
+#[test]
+fn the_observability_platform_runs_green() {
+    runs_green(
+        "observability",
+        &["redis", "prometheus", "opensearch", "postgres"],
+    );
+}
+
+#[test]
+fn the_cdc_lakehouse_platform_runs_green() {
+    runs_green("cdc-lakehouse", &["connect", "postgres", "kafka"]);
 }
 
 #[test]
@@ -51,5 +63,8 @@ fn an_unknown_platform_name_lists_the_known_ones() {
         stderr.contains("no platform named `no-such-platform`"),
         "{stderr}"
     );
-    assert!(stderr.contains("default, observability"), "{stderr}");
+    assert!(
+        stderr.contains("default, cdc-lakehouse, observability"),
+        "{stderr}"
+    );
 }
