@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::Client;
 
 use super::rest::Rest;
-use super::{database_settings, CdcSpec};
+use super::{database_settings, toml_text, CdcSpec};
 use crate::kinds::postgres::{connect, describe};
 use crate::kinds::{unique_id, StepContext, StepError};
 
@@ -170,9 +170,7 @@ async fn capture(
         ),
         ("tasks.max", "1"),
         ("plugin.name", "pgoutput"),
-        ("slot.name", n.slot.as_str()),
         ("slot.drop.on.stop", "true"),
-        ("publication.name", n.publication.as_str()),
         ("publication.autocreate.mode", "disabled"),
         ("snapshot.mode", "no_data"),
         ("tombstones.on.delete", "false"),
@@ -189,6 +187,11 @@ async fn capture(
     ] {
         config.insert(k.into(), json!(v));
     }
+    for (k, v) in spec.connector.iter().flatten() {
+        config.insert(k.clone(), json!(toml_text(v)));
+    }
+    config.insert("slot.name".into(), json!(n.slot));
+    config.insert("publication.name".into(), json!(n.publication));
     config.insert("topic.prefix".into(), json!(n.prefix()));
     config.insert(
         "table.include.list".into(),

@@ -83,6 +83,10 @@ pub struct CdcSpec {
     /// Put the table in the connector's publication (false: a misconfiguration to detect).
     #[serde(default = "default_true")]
     pub publish_table: bool,
+    /// Connector settings added to (or replacing) the round trip's own, e.g.
+    /// `{ "poll.interval.ms" = 50 }`; names of its scratch objects cannot be replaced.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub connector: Option<toml::Table>,
 }
 
 fn default_within() -> Duration {
@@ -248,7 +252,7 @@ pub(super) fn database_settings(
 }
 
 /// A TOML value as Connect's string form (`true`, `5`, `a,b` for arrays).
-fn toml_text(v: &toml::Value) -> String {
+pub(super) fn toml_text(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Array(items) => items.iter().map(toml_text).collect::<Vec<_>>().join(","),
