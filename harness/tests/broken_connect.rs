@@ -1,6 +1,7 @@
 //! The connect kind against a broken CDC set-up: a connector with a wrong database password
 //! (Debezium tries the connection when the worker validates the configuration, so `create`
-//! fails with the worker's cause, before any task could),
+//! fails with the worker's cause, before any task could), a connector whose publication does
+//! not exist (created, then its task FAILED: `status` fails with the worker's trace),
 //! a table left out of the publication, PostgreSQL without logical decoding, and the Connect
 //! worker killed. Each asserts the verdict and that the message names the cause; the round
 //! trips must leave nothing behind in PostgreSQL, whatever failed. Needs Docker and the kit's
@@ -100,6 +101,13 @@ connect.create = { name = "harness-broken-pw", database = "postgres", config = {
 connect.status = { name = "harness-broken-pw", within = "45s" }
 
 [[check]]
+name = "missing_publication"
+[[check.step]]
+connect.create = { name = "harness-broken-nopub", database = "postgres", config = { "connector.class" = "io.debezium.connector.postgresql.PostgresConnector", "plugin.name" = "pgoutput", "topic.prefix" = "harness_nopub", "slot.name" = "harness_broken_nopub", "slot.drop.on.stop" = "true", "publication.name" = "harness_no_such_publication", "publication.autocreate.mode" = "disabled", "snapshot.mode" = "no_data" } }
+[[check.step]]
+connect.status = { name = "harness-broken-nopub", within = "45s" }
+
+[[check]]
 name = "unpublished"
 [[check.step]]
 connect.cdc_roundtrip = { publish_table = false, within = "10s" }
@@ -142,6 +150,21 @@ fn wrong_password_unpublished_table_and_a_dead_worker_are_named() {
     assert!(
         !msg.contains(WRONG_PASSWORD),
         "no secret in the report: {msg}"
+    );
+
+    let outcome = &records["missing_publication"].outcome;
+    eprintln!("missing_publication: {outcome:?}");
+    let Outcome::Failed(msg) = outcome else {
+        panic!("a connector without its publication should fail: {outcome:?}");
+    };
+    assert!(
+        msg.contains("step 2 `connect.status"),
+        "created, failed when its task ran: {msg}"
+    );
+    assert!(msg.contains("task 0 FAILED on "), "{msg}");
+    assert!(
+        msg.contains("ConnectException: Publication autocreation is disabled, please create one"),
+        "the worker's trace: {msg}"
     );
 
     let outcome = &records["unpublished"].outcome;
