@@ -81,6 +81,14 @@ opensearch.health = {}
 expect = [{ path = "$.status", matches = "^(green|yellow)$" }]
 "#;
 
+const CDC_SMOKE: &str = r#"
+[[check]]
+name = "kafka-connect"
+[[check.step]]
+connect.plugins = {}
+expect = [{ path = "$.plugins[?(@ == 'io.debezium.connector.postgresql.PostgresConnector')]", count = 1 }]
+"#;
+
 #[test]
 fn each_image_serves_its_real_service_and_fails_once_killed() {
     smoke("fixtures/platform.toml", SMOKE);
@@ -89,6 +97,11 @@ fn each_image_serves_its_real_service_and_fails_once_killed() {
 #[test]
 fn each_observability_image_serves_its_real_service_and_fails_once_killed() {
     smoke("fixtures/platforms/observability.toml", OBSERVABILITY_SMOKE);
+}
+
+#[test]
+fn the_kafka_connect_image_serves_debezium_and_fails_once_killed() {
+    smoke("fixtures/platforms/cdc-lakehouse.toml", CDC_SMOKE);
 }
 
 /// Each check of `suite` (named after its service) passes, then errors once its
