@@ -47,7 +47,10 @@ fn the_observability_platform_runs_green() {
 
 #[test]
 fn the_cdc_lakehouse_platform_runs_green() {
-    runs_green("cdc-lakehouse", &["connect", "postgres", "kafka"]);
+    runs_green(
+        "cdc-lakehouse",
+        &["connect", "pipeline", "postgres", "kafka"],
+    );
 }
 
 #[test]
