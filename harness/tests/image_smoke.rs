@@ -98,6 +98,14 @@ service = "spark-worker"
 expect = [{ path = "$.body.masterurl", equals = "spark://spark-master:7077" }]
 "#;
 
+const CDC_SMOKE: &str = r#"
+[[check]]
+name = "kafka-connect"
+[[check.step]]
+connect.plugins = {}
+expect = [{ path = "$.plugins[?(@ == 'io.debezium.connector.postgresql.PostgresConnector')]", count = 1 }]
+"#;
+
 #[test]
 fn each_image_serves_its_real_service_and_fails_once_killed() {
     smoke("fixtures/platform.toml", SMOKE);
@@ -111,6 +119,11 @@ fn each_observability_image_serves_its_real_service_and_fails_once_killed() {
 #[test]
 fn the_spark_image_serves_master_and_worker_and_fails_once_killed() {
     smoke("fixtures/platforms/streaming.toml", STREAMING_SMOKE);
+}
+
+#[test]
+fn the_kafka_connect_image_serves_debezium_and_fails_once_killed() {
+    smoke("fixtures/platforms/cdc-lakehouse.toml", CDC_SMOKE);
 }
 
 /// Each check of `suite` (named after its service) passes, then errors once its

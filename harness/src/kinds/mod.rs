@@ -3,6 +3,7 @@
 //! [`registry`]. The spec layer parses steps through the registry; the check runner runs
 //! them through [`Action::run`]. Kinds know endpoints, never how a service was started.
 
+pub mod connect;
 pub mod endpoint;
 pub mod exec;
 pub mod http;
@@ -45,6 +46,7 @@ pub fn registry() -> &'static [&'static dyn CheckKind] {
         &Kind::<prometheus::PrometheusAction>::NEW,
         &Kind::<opensearch::OpensearchAction>::NEW,
         &Kind::<spark::SparkAction>::NEW,
+        &Kind::<connect::ConnectAction>::NEW,
     ];
     KINDS
 }

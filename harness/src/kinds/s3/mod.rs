@@ -34,6 +34,9 @@ pub enum S3Action {
     /// Output `{keys: [...], count, objects: [{key, size}]}`.
     List(ListSpec),
     Delete(ObjectSpec),
+    /// Every object under `prefix` deleted (a table's directory); a non-empty prefix is
+    /// required, so a typo cannot empty the bucket. Output `{deleted}`.
+    DeletePrefix(ListSpec),
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -111,6 +114,7 @@ impl S3Action {
             Self::Get(_) => "get",
             Self::List(_) => "list",
             Self::Delete(_) => "delete",
+            Self::DeletePrefix(_) => "delete_prefix",
         }
     }
 
@@ -123,6 +127,7 @@ impl S3Action {
             Self::Get(o) => steps::get(&s3, cx, o).await,
             Self::List(l) => steps::list(&s3, cx, l).await,
             Self::Delete(o) => steps::delete(&s3, cx, o).await,
+            Self::DeletePrefix(l) => steps::delete_prefix(&s3, cx, l).await,
         }
     }
 }
@@ -182,6 +187,10 @@ mod tests {
     #[case(r#"s3.get = { bucket = "lake", key = "a" }"#, "get")]
     #[case(r#"s3.list = { bucket = "lake" }"#, "list")]
     #[case(r#"s3.delete = { bucket = "lake", key = "a" }"#, "delete")]
+    #[case(
+        r#"s3.delete_prefix = { bucket = "lake", prefix = "t/" }"#,
+        "delete_prefix"
+    )]
     fn parses_verbs(#[case] src: &str, #[case] verb: &str) {
         assert_eq!(parse(src).unwrap().verb(), verb);
     }

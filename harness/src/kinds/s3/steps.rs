@@ -105,6 +105,24 @@ pub(super) async fn delete(
     Ok(json!({"bucket": bucket, "key": key}))
 }
 
+pub(super) async fn delete_prefix(
+    s3: &S3,
+    cx: &StepContext<'_>,
+    l: &ListSpec,
+) -> Result<Value, StepError> {
+    let (bucket, prefix) = (cx.render(&l.bucket)?, cx.render(&l.prefix)?);
+    if prefix.is_empty() {
+        return Err(StepError::Error(
+            "`prefix` must not be empty (it would delete the whole bucket)".into(),
+        ));
+    }
+    let objects = s3.list(&bucket, &prefix).await?;
+    for (key, _) in &objects {
+        s3.delete(&bucket, key).await?;
+    }
+    Ok(json!({"bucket": bucket, "prefix": prefix, "deleted": objects.len()}))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
