@@ -40,6 +40,10 @@ pub struct Session {
     started: Instant,
     /// Whole-run bound, counted from `started`: checks still running are errors.
     deadline: OnceLock<Duration>,
+    /// Bounds the checks that run at once (`run_concurrently`); a check takes a slot only
+    /// once its predecessors passed and its services are ready, so a check still waiting
+    /// never keeps a ready one from running.
+    slots: OnceLock<Arc<tokio::sync::Semaphore>>,
     /// Each service's dependencies, for the log tails and exit states of a failed check.
     depends_on: BTreeMap<String, Vec<String>>,
     torn_down: AtomicBool,
@@ -182,6 +186,7 @@ impl Session {
             records: Mutex::new(Vec::new()),
             started,
             deadline: OnceLock::new(),
+            slots: OnceLock::new(),
             depends_on: spec
                 .platform
                 .services
@@ -267,12 +272,17 @@ impl Session {
         if let Some(d) = deadline {
             self.set_deadline(d);
         }
-        // In definition order, so a check's predecessors always hold a slot before it.
         let selected: Vec<Arc<Check>> = checks
             .iter()
             .filter(|c| self.selected.contains(&c.id()))
             .cloned()
             .collect();
+        // Every check waits at once (for its predecessors and services); the slots bound
+        // how many run.
+        let _ = self
+            .slots
+            .set(Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))));
+        let waiting = selected.len().max(1);
         let work = futures::stream::iter(selected)
             .map(|c| {
                 let s = self.clone();
@@ -292,7 +302,7 @@ impl Session {
                     }
                 }
             })
-            .buffer_unordered(concurrency.max(1))
+            .buffer_unordered(waiting)
             .collect::<Vec<()>>();
         self.rt.block_on(work);
         self.finish()
@@ -380,6 +390,11 @@ impl Session {
         };
         match self.endpoints(check).await {
             Ok(endpoints) => {
+                // Never closed, so acquiring fails only if it were: then run unbounded.
+                let _slot = match self.slots.get() {
+                    Some(slots) => slots.clone().acquire_owned().await.ok(),
+                    None => None,
+                };
                 let shell = self.platform.as_ref().and_then(Platform::shell);
                 (run_check_with(check, &endpoints, vars, shell).await, false)
             }
