@@ -163,7 +163,7 @@ impl Drop for BareRun {
 /// secrets) as `(host path, container path)` pairs for `docker cp`.
 struct Staged {
     copies: Vec<(String, String)>,
-    _dir: TempDir,
+    _dir: tempfile::TempDir,
 }
 
 fn stage_copies(
@@ -171,12 +171,12 @@ fn stage_copies(
     svc: &ServiceSpec,
     secrets: &Secrets,
 ) -> Result<Staged, String> {
-    let dir = TempDir::new()?;
+    let dir = scratch_dir()?;
     let mut copies = Vec::new();
     for (n, c) in svc.copy.iter().enumerate() {
         let from = spec.base_dir().join(&c.from);
         let files = files_below(&from).map_err(|e| format!("{}: {e}", from.display()))?;
-        let stage = dir.0.join(n.to_string());
+        let stage = dir.path().join(n.to_string());
         for file in files {
             let rel = file.strip_prefix(&from).unwrap_or(Path::new(""));
             let target = if rel.as_os_str().is_empty() {
@@ -211,20 +211,11 @@ fn stage_copies(
 }
 
 /// A scratch directory removed when dropped.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    pub fn new() -> Result<Self, String> {
-        let dir = std::env::temp_dir().join(format!("platform-bench-{}", uuid_hex()));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+pub fn scratch_dir() -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        .prefix("platform-bench-")
+        .tempdir()
+        .map_err(|e| e.to_string())
 }
 
 pub fn uuid_hex() -> String {

@@ -10,7 +10,7 @@ use platform_harness::secrets::Secrets;
 use platform_harness::spec::platform::{files_below, PlatformSpec};
 use platform_harness::spec::template;
 
-use super::bare::{docker_cli, uuid_hex, TempDir};
+use super::bare::{docker_cli, scratch_dir, uuid_hex};
 
 const SERVICES: [&str; 5] = ["postgres", "minio", "kafka", "mlflow", "trino"];
 const LIMIT: Duration = Duration::from_secs(240);
@@ -37,7 +37,7 @@ pub fn all_ready(spec: &PlatformSpec, secrets: &Secrets) -> Result<Duration, Str
     let compose = compose_command()
         .ok_or("neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose)")?;
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/full_run/compose.yml");
-    let catalog = TempDir::new()?;
+    let catalog = scratch_dir()?;
     let source = spec.base_dir().join("trino/catalog");
     for f in files_below(&source).map_err(|e| e.to_string())? {
         let text = std::fs::read_to_string(&f).map_err(|e| e.to_string())?;
@@ -47,7 +47,7 @@ pub fn all_ready(spec: &PlatformSpec, secrets: &Secrets) -> Result<Duration, Str
                 .map(str::to_string)
         })?;
         let name = f.file_name().unwrap_or_default();
-        std::fs::write(catalog.0.join(name), rendered).map_err(|e| e.to_string())?;
+        std::fs::write(catalog.path().join(name), rendered).map_err(|e| e.to_string())?;
     }
     let project = format!("bench{}", &uuid_hex()[..8]);
     let secret = |n: &str| secrets.get(n).unwrap_or_default().to_string();
@@ -61,7 +61,7 @@ pub fn all_ready(spec: &PlatformSpec, secrets: &Secrets) -> Result<Duration, Str
             .env("PG_PASSWORD", secret("postgres_password"))
             .env("MINIO_PASSWORD", secret("minio_password"))
             .env("KAFKA_PORT", kafka_port.to_string())
-            .env("TRINO_LAKE", catalog.0.join("lake.properties"))
+            .env("TRINO_LAKE", catalog.path().join("lake.properties"))
             .output()
             .map_err(|e| format!("compose: {e}"))?;
         if out.status.success() {
