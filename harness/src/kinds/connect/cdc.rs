@@ -6,21 +6,17 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Map, Value};
 use tokio_postgres::Client;
 
 use super::rest::Rest;
 use super::{database_settings, toml_text, CdcSpec};
+use crate::kinds::kafka::client::{Diag, Kafka};
 use crate::kinds::postgres::{connect, describe};
 use crate::kinds::{unique_id, StepContext, StepError};
 
-const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the worker may take to let go of the slot once the connector is deleted.
 const SLOT_RELEASE: Duration = Duration::from_secs(15);
 
@@ -106,7 +102,7 @@ pub(super) async fn roundtrip(
     };
     let pg = connect(&pg_cx).await?;
     let kafka_ep = cx.endpoint_of(&spec.kafka)?;
-    let kafka = format!("{}:{}", kafka_ep.host, kafka_ep.port("kafka")?);
+    let kafka = Kafka::of(kafka_ep)?;
     let result = capture(cx, rest, spec, &names, &pg, &kafka).await;
     let cleaned = cleanup(rest, &names, &pg, &kafka).await;
     let out = result?;
@@ -120,7 +116,7 @@ async fn capture(
     spec: &CdcSpec,
     n: &Names,
     pg: &Client,
-    kafka: &str,
+    kafka: &Kafka,
 ) -> Result<Value, StepError> {
     let sql_err = |what: &str| {
         let what = what.to_string();
@@ -159,8 +155,11 @@ async fn capture(
         .await
         .map_err(sql_err("creating the publication"))?;
 
-    create_topic(kafka, &n.topic).await?;
-    let consumer = consumer(kafka, &n.topic)?;
+    // The topic exists before the connector does, so the reader has a partition to read
+    // from the start (a topic created by the worker's first write would be seen late).
+    let admin = kafka.admin()?;
+    kafka.create_topic(&admin, &n.topic, 1, false).await?;
+    let consumer = kafka.partition_reader(&n.topic)?;
 
     let mut config = Map::new();
     for (k, v) in [
@@ -225,7 +224,7 @@ async fn capture(
                     why_silent(pg, rest, n).await
                 )))
             }
-            Err(e) => return Err(StepError::Error(format!("kafka at {kafka}: {e}"))),
+            Err(e) => return Err(kafka.error(format!("reading `{}`", n.topic), e)),
         };
         let latency = committed.elapsed();
         let envelope = event
@@ -356,7 +355,7 @@ async fn wait_slot_active(pg: &Client, slot: &str, within: Duration) -> Result<(
 }
 
 /// Removes what the round trip made; every part is tried, the first error returned.
-async fn cleanup(rest: &Rest, n: &Names, pg: &Client, kafka: &str) -> Result<(), StepError> {
+async fn cleanup(rest: &Rest, n: &Names, pg: &Client, kafka: &Kafka) -> Result<(), StepError> {
     let mut first: Option<StepError> = None;
     let mut keep = |r: Result<(), StepError>| {
         if let Err(e) = r {
@@ -424,85 +423,18 @@ async fn cleanup(rest: &Rest, n: &Names, pg: &Client, kafka: &str) -> Result<(),
             ))
         }),
     );
-    keep(delete_topic(kafka, &n.topic).await);
+    keep(match kafka.admin() {
+        Ok(admin) => kafka.delete_topic(&admin, &n.topic).await,
+        Err(e) => Err(e),
+    });
     first.map_or(Ok(()), Err)
 }
 
-fn client_config(kafka: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", kafka)
-        .set("client.id", "platform-harness-cdc")
-        .set("socket.timeout.ms", KAFKA_TIMEOUT.as_millis().to_string())
-        .set("socket.connection.setup.timeout.ms", "5000");
-    c
-}
-
-fn admin(kafka: &str) -> Result<AdminClient<DefaultClientContext>, StepError> {
-    client_config(kafka)
-        .create()
-        .map_err(|e| StepError::Error(format!("kafka at {kafka}: creating the admin client: {e}")))
-}
-
-fn admin_options() -> AdminOptions {
-    AdminOptions::new()
-        .request_timeout(Some(KAFKA_TIMEOUT))
-        .operation_timeout(Some(KAFKA_TIMEOUT))
-}
-
-/// The topic exists before the connector does, so the consumer has a partition to read
-/// from the start (a topic created by the worker's first write would be seen late).
-async fn create_topic(kafka: &str, topic: &str) -> Result<(), StepError> {
-    let admin = admin(kafka)?;
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
-    let what = format!("kafka at {kafka}: creating topic `{topic}`");
-    let results = tokio::time::timeout(
-        KAFKA_TIMEOUT * 2,
-        admin.create_topics([&new], &admin_options()),
-    )
-    .await
-    .map_err(|_| StepError::Error(format!("{what}: no answer")))?
-    .map_err(|e| StepError::Error(format!("{what}: {e}")))?;
-    for r in results {
-        r.map_err(|(_, code)| StepError::Error(format!("{what}: {code}")))?;
-    }
-    Ok(())
-}
-
-async fn delete_topic(kafka: &str, topic: &str) -> Result<(), StepError> {
-    let admin = admin(kafka)?;
-    let what = format!("kafka at {kafka}: deleting topic `{topic}`");
-    let results = tokio::time::timeout(
-        KAFKA_TIMEOUT * 2,
-        admin.delete_topics(&[topic], &admin_options()),
-    )
-    .await
-    .map_err(|_| StepError::Error(format!("{what}: no answer")))?
-    .map_err(|e| StepError::Error(format!("{what}: {e}")))?;
-    for r in results {
-        r.map_err(|(_, code)| StepError::Error(format!("{what}: {code}")))?;
-    }
-    Ok(())
-}
-
-/// Partition 0 of `topic` from its first offset; no group, so no rebalance to wait for.
-fn consumer(kafka: &str, topic: &str) -> Result<StreamConsumer, StepError> {
-    let c: StreamConsumer = client_config(kafka)
-        .set("group.id", format!("platform-harness-cdc-{}", unique_id(8)))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .map_err(|e| StepError::Error(format!("kafka at {kafka}: creating the consumer: {e}")))?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .map_err(|e| StepError::Error(format!("kafka at {kafka}: {topic}: {e}")))?;
-    c.assign(&tpl)
-        .map_err(|e| StepError::Error(format!("kafka at {kafka}: assigning {topic}: {e}")))?;
-    Ok(c)
-}
-
 /// The next event with a value (tombstones skipped), or `None` after `within`.
-async fn next_event(c: &StreamConsumer, within: Duration) -> Result<Option<(i64, Value)>, String> {
+async fn next_event(
+    c: &StreamConsumer<Diag>,
+    within: Duration,
+) -> Result<Option<(i64, Value)>, String> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let m = match tokio::time::timeout_at(deadline, c.recv()).await {

@@ -12,10 +12,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer}
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
 use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Map, Value};
 
 use super::StartFrom;
-use crate::kinds::{StepContext, StepError};
+use crate::kinds::{Endpoint, StepContext, StepError};
 
 /// How long one broker request (metadata, admin, commit) may take.
 pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,7 +27,7 @@ pub(super) const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// callback and log lines say why ("Connect to ipv4#127.0.0.1:9092 failed: Connection
 /// refused"). The latest reason is kept for messages.
 #[derive(Clone, Default)]
-pub(super) struct Diag(Arc<Mutex<Option<String>>>);
+pub(in crate::kinds) struct Diag(Arc<Mutex<Option<String>>>);
 
 impl ClientContext for Diag {
     // Called from librdkafka's own threads: warnings and errors only.
@@ -65,17 +66,22 @@ impl Diag {
 }
 
 /// One step's connection settings; clients are made per step, so nothing is shared
-/// between checks.
-pub(super) struct Kafka {
+/// between checks. Other kinds that read or write Kafka (connect's CDC round trip) use it
+/// too, for the same timeouts and messages.
+pub(in crate::kinds) struct Kafka {
     pub(super) addr: String,
     diag: Diag,
 }
 
 impl Kafka {
     pub(super) fn new(cx: &StepContext<'_>) -> Result<Self, StepError> {
-        let ep = cx.endpoint;
+        Self::of(cx.endpoint)
+    }
+
+    /// The broker of `endpoint` (its `kafka` port).
+    pub(in crate::kinds) fn of(endpoint: &Endpoint) -> Result<Self, StepError> {
         Ok(Self {
-            addr: format!("{}:{}", ep.host, ep.port("kafka")?),
+            addr: format!("{}:{}", endpoint.host, endpoint.port("kafka")?),
             diag: Diag::default(),
         })
     }
@@ -92,7 +98,7 @@ impl Kafka {
     }
 
     /// "kafka at 127.0.0.1:9092: <what>: <librdkafka error> (<its reason>)".
-    pub(super) fn error(
+    pub(in crate::kinds) fn error(
         &self,
         what: impl std::fmt::Display,
         e: impl std::fmt::Display,
@@ -112,7 +118,7 @@ impl Kafka {
         msg
     }
 
-    pub(super) fn admin(&self) -> Result<AdminClient<Diag>, StepError> {
+    pub(in crate::kinds) fn admin(&self) -> Result<AdminClient<Diag>, StepError> {
         self.config()
             .create_with_context(self.diag.clone())
             .map_err(|e| self.error("creating the admin client", e))
@@ -176,6 +182,33 @@ impl Kafka {
             .subscribe(&[topic])
             .map_err(|e| self.error(format!("subscribing to `{topic}`"), e))?;
         Ok(Arc::new(consumer))
+    }
+
+    /// Partition 0 of `topic` from its first offset, with no group (so no rebalance to
+    /// wait for) and short fetch waits: a reader for a single-partition topic.
+    pub(in crate::kinds) fn partition_reader(
+        &self,
+        topic: &str,
+    ) -> Result<StreamConsumer<Diag>, StepError> {
+        let consumer: StreamConsumer<Diag> = self
+            .config()
+            .set(
+                "group.id",
+                format!("platform-harness-{}", crate::kinds::unique_id(8)),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "50")
+            .create_with_context(self.diag.clone())
+            .map_err(|e| self.error("creating the consumer", e))?;
+        let mut partition = TopicPartitionList::new();
+        partition
+            .add_partition_offset(topic, 0, Offset::Beginning)
+            .map_err(|e| self.error(format!("reading `{topic}`"), e))?;
+        consumer
+            .assign(&partition)
+            .map_err(|e| self.error(format!("assigning `{topic}`"), e))?;
+        Ok(consumer)
     }
 
     /// Brokers and topics. librdkafka waits out the whole timeout when no broker is
@@ -253,7 +286,7 @@ impl Kafka {
         .map_err(|e| e.message().to_string())?
     }
 
-    pub(super) async fn create_topic(
+    pub(in crate::kinds) async fn create_topic(
         &self,
         admin: &AdminClient<Diag>,
         topic: &str,
@@ -276,7 +309,7 @@ impl Kafka {
         self.wait_for_leaders(topic).await
     }
 
-    pub(super) async fn delete_topic(
+    pub(in crate::kinds) async fn delete_topic(
         &self,
         admin: &AdminClient<Diag>,
         topic: &str,

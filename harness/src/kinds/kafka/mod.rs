@@ -4,7 +4,7 @@
 //! delivery timeouts and every wait is bounded, so an unreachable broker is an error
 //! within seconds instead of a hang.
 
-mod client;
+pub(super) mod client;
 mod group;
 mod roundtrip;
 mod steps;
