@@ -4,15 +4,14 @@
 //! 100 ms. No testcontainers, no scheduler: what any hand-written script could do.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use platform_harness::kinds::Endpoint;
 use platform_harness::platform::docker;
 use platform_harness::platform::readiness::{self, Pace, Probe};
+use platform_harness::platform::{render, up};
 use platform_harness::secrets::Secrets;
-use platform_harness::spec::platform::{files_below, PlatformSpec, ServiceSpec};
+use platform_harness::spec::platform::{PlatformSpec, ServiceSpec};
 use platform_harness::spec::template;
 use testcontainers::bollard::Docker;
 
@@ -46,11 +45,7 @@ impl BareRun {
         svc: &ServiceSpec,
         secrets: &Secrets,
     ) -> Result<Duration, String> {
-        let secret = |k: &str| {
-            k.strip_prefix("secret.")
-                .and_then(|s| secrets.get(s))
-                .map(str::to_string)
-        };
+        let secret = render::secrets_only(secrets);
         let name = format!("{}-{}", svc.name, self.run_id);
         let mut create: Vec<String> = ["create", "--name", &name, "--network", &self.network]
             .map(String::from)
@@ -64,21 +59,29 @@ impl BareRun {
             create.extend(["-p".into(), format!("127.0.0.1::{p}")]);
         }
         for (k, v) in &svc.env {
-            create.extend(["-e".into(), format!("{k}={}", template::render(v, secret)?)]);
+            create.extend([
+                "-e".into(),
+                format!("{k}={}", template::render(v, &secret)?),
+            ]);
         }
         if let Some(m) = svc.memory {
             create.extend(["--memory".into(), m.to_string()]);
         }
         create.push(svc.image.clone());
         for c in &svc.command {
-            create.push(template::render(c, secret)?);
+            create.push(template::render(c, &secret)?);
         }
         let staged = stage_copies(spec, svc, secrets)?;
 
         let started = Instant::now();
         let id = docker_cli(&create)?;
-        for (from, to) in &staged.copies {
-            docker_cli(&["cp".into(), from.clone(), format!("{id}:{to}")])?;
+        for (n, (to, _)) in staged.files.iter().enumerate() {
+            let from = staged.dir.path().join(n.to_string());
+            docker_cli(&[
+                "cp".into(),
+                from.display().to_string(),
+                format!("{id}:{to}"),
+            ])?;
         }
         docker_cli(&["start".into(), id.clone()])?;
 
@@ -91,29 +94,15 @@ impl BareRun {
                 .ok_or_else(|| format!("{}: port {p} not published: {out}", svc.name))?;
             host_ports.insert(pname.clone(), port);
         }
-        let vars = |k: &str| match k.strip_prefix("port.") {
-            Some(p) => host_ports.get(p).map(u16::to_string),
-            None if k == "host" => Some("127.0.0.1".into()),
-            None => secret(k),
-        };
+        let vars = render::started(&host_ports, secrets);
         for argv in &svc.after_start {
             let mut exec = vec!["exec".to_string(), id.clone()];
             for a in argv {
-                exec.push(template::render(a, vars)?);
+                exec.push(template::render(a, &vars)?);
             }
             docker_cli(&exec)?;
         }
-        let params = svc
-            .endpoint
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), template::render(v, vars)?)))
-            .collect::<Result<_, String>>()?;
-        let endpoint = Endpoint {
-            service: svc.name.clone(),
-            host: "127.0.0.1".into(),
-            ports: host_ports.clone(),
-            params,
-        };
+        let endpoint = up::endpoint_of(svc, &host_ports, secrets)?;
         let probe = Probe {
             docker: &self.docker,
             container_id: &id,
@@ -159,11 +148,11 @@ impl Drop for BareRun {
     }
 }
 
-/// Files a service gets copied in, rendered into a scratch directory (templates need the
-/// secrets) as `(host path, container path)` pairs for `docker cp`.
+/// Files a service gets copied in (rendered as the harness renders them), each written to
+/// a scratch directory as `<n>` for `docker cp`.
 struct Staged {
-    copies: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
+    files: Vec<(String, Vec<u8>)>,
+    dir: tempfile::TempDir,
 }
 
 fn stage_copies(
@@ -172,42 +161,11 @@ fn stage_copies(
     secrets: &Secrets,
 ) -> Result<Staged, String> {
     let dir = scratch_dir()?;
-    let mut copies = Vec::new();
-    for (n, c) in svc.copy.iter().enumerate() {
-        let from = spec.base_dir().join(&c.from);
-        let files = files_below(&from).map_err(|e| format!("{}: {e}", from.display()))?;
-        let stage = dir.path().join(n.to_string());
-        for file in files {
-            let rel = file.strip_prefix(&from).unwrap_or(Path::new(""));
-            let target = if rel.as_os_str().is_empty() {
-                stage.join(from.file_name().unwrap_or_default())
-            } else {
-                stage.join(rel)
-            };
-            std::fs::create_dir_all(target.parent().unwrap_or(&stage))
-                .map_err(|e| e.to_string())?;
-            let text = std::fs::read(&file).map_err(|e| e.to_string())?;
-            let data = if c.template {
-                let t = String::from_utf8(text).map_err(|e| e.to_string())?;
-                template::render(&t, |k| {
-                    k.strip_prefix("secret.")
-                        .and_then(|s| secrets.get(s))
-                        .map(str::to_string)
-                })?
-                .into_bytes()
-            } else {
-                text
-            };
-            std::fs::write(&target, data).map_err(|e| e.to_string())?;
-        }
-        let source = if from.is_file() {
-            stage.join(from.file_name().unwrap_or_default())
-        } else {
-            stage.join(".")
-        };
-        copies.push((source.display().to_string(), c.to.clone()));
+    let files = render::copies(spec.base_dir(), &svc.copy, secrets)?;
+    for (n, (_, data)) in files.iter().enumerate() {
+        std::fs::write(dir.path().join(n.to_string()), data).map_err(|e| e.to_string())?;
     }
-    Ok(Staged { copies, _dir: dir })
+    Ok(Staged { files, dir })
 }
 
 /// A scratch directory removed when dropped.

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use platform_harness::platform::render;
 use platform_harness::secrets::Secrets;
-use platform_harness::spec::platform::{files_below, PlatformSpec};
-use platform_harness::spec::template;
+use platform_harness::spec::platform::PlatformSpec;
 
 use super::bare::{docker_cli, scratch_dir, uuid_hex};
 
@@ -37,18 +37,17 @@ pub fn all_ready(spec: &PlatformSpec, secrets: &Secrets) -> Result<Duration, Str
     let compose = compose_command()
         .ok_or("neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose)")?;
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/full_run/compose.yml");
+    // Trino's lake catalog as the harness renders it (a template with the MinIO secret).
     let catalog = scratch_dir()?;
-    let source = spec.base_dir().join("trino/catalog");
-    for f in files_below(&source).map_err(|e| e.to_string())? {
-        let text = std::fs::read_to_string(&f).map_err(|e| e.to_string())?;
-        let rendered = template::render(&text, |k| {
-            k.strip_prefix("secret.")
-                .and_then(|s| secrets.get(s))
-                .map(str::to_string)
-        })?;
-        let name = f.file_name().unwrap_or_default();
-        std::fs::write(catalog.path().join(name), rendered).map_err(|e| e.to_string())?;
-    }
+    let trino = spec
+        .services
+        .get("trino")
+        .ok_or("the platform has no `trino`")?;
+    let lake = render::copies(spec.base_dir(), &trino.copy, secrets)?
+        .into_iter()
+        .find(|(to, _)| to.ends_with("/lake.properties"))
+        .ok_or("trino's copies hold no lake.properties")?;
+    std::fs::write(catalog.path().join("lake.properties"), lake.1).map_err(|e| e.to_string())?;
     let project = format!("bench{}", &uuid_hex()[..8]);
     let secret = |n: &str| secrets.get(n).unwrap_or_default().to_string();
     let kafka_port = free_port()?;

@@ -2,7 +2,6 @@
 //! network of the run, each as soon as its dependencies are ready.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use super::endpoint::Endpoint;
 use super::readiness::{self, Probe};
 use super::schedule::{StartCost, StartGate, Ticket};
 use super::shell;
-use super::{cpu, docker, images, ServiceFailure, ServiceStart, StartError};
+use super::{cpu, docker, images, render, ServiceFailure, ServiceStart, StartError};
 use crate::kinds::{ExecOutput, ServiceShell};
 use crate::secrets::Secrets;
 use crate::spec::platform::{PlatformSpec, ServiceSpec};
@@ -605,12 +604,10 @@ impl StartJob {
 
     async fn start_and_wait(&self, deadline: Instant) -> Result<Started, ServiceFailure> {
         let svc = &self.svc;
-        let secret = |key: &str| {
-            key.strip_prefix("secret.")
-                .and_then(|s| self.secrets.get(s))
-                .map(str::to_string)
+        let render = |t: &str| {
+            template::render(t, render::secrets_only(&self.secrets))
+                .map_err(|e| self.fail(e, String::new()))
         };
-        let render = |t: &str| template::render(t, secret).map_err(|e| self.fail(e, String::new()));
 
         let (name, tag) = images::split_reference(&self.image);
         let mut image = GenericImage::new(name, tag);
@@ -634,8 +631,10 @@ impl StartJob {
                     .collect::<Result<Vec<_>, _>>()?,
             );
         }
-        for (target, data) in self.copies().map_err(|e| self.fail(e, String::new()))? {
-            request = request.with_copy_to(target, data);
+        let files = render::copies(&self.base_dir, &svc.copy, &self.secrets)
+            .map_err(|e| self.fail(e, String::new()))?;
+        for (target, data) in files {
+            request = request.with_copy_to(target, CopyDataSource::Data(data));
         }
         let ports: Vec<u16> = svc.ports.values().copied().collect();
         let memory = svc.memory;
@@ -704,15 +703,7 @@ impl StartJob {
                 }
             }
         }
-        let vars = |key: &str| -> Option<String> {
-            if let Some(p) = key.strip_prefix("port.") {
-                host_ports.get(p).map(|v| v.to_string())
-            } else if key == "host" {
-                Some("127.0.0.1".into())
-            } else {
-                secret(key)
-            }
-        };
+        let vars = render::started(&host_ports, &self.secrets);
 
         // Known before readiness: a `step` condition talks to the endpoint checks will get.
         let endpoint = super::up::endpoint_of(svc, &host_ports, &self.secrets);
@@ -726,7 +717,7 @@ impl StartJob {
         self.enter("running its after_start commands");
         for argv in svc.after_start.iter().take_while(|_| outcome.is_ok()) {
             let argv: Result<Vec<String>, String> =
-                argv.iter().map(|a| template::render(a, vars)).collect();
+                argv.iter().map(|a| template::render(a, &vars)).collect();
             let left = deadline.saturating_duration_since(Instant::now());
             tracing::debug!(command = ?argv, "after_start");
             let result = match argv {
@@ -773,52 +764,6 @@ impl StartJob {
             container_id,
         })
     }
-
-    /// Files to copy in, read (and rendered, for templates) before the container starts.
-    fn copies(&self) -> Result<Vec<(String, CopyDataSource)>, String> {
-        let mut out = Vec::new();
-        for c in &self.svc.copy {
-            let from = self.base_dir.join(&c.from);
-            let files = files_below(&from).map_err(|e| format!("copy {}: {e}", from.display()))?;
-            for (rel, path) in files {
-                let target = if rel.as_os_str().is_empty() {
-                    c.to.clone()
-                } else {
-                    format!("{}/{}", c.to.trim_end_matches('/'), rel.display())
-                };
-                let bytes =
-                    std::fs::read(&path).map_err(|e| format!("copy {}: {e}", path.display()))?;
-                let data = if c.template {
-                    let text = String::from_utf8(bytes).map_err(|_| {
-                        format!("copy {}: a template must be UTF-8 text", path.display())
-                    })?;
-                    template::render(&text, |k| {
-                        k.strip_prefix("secret.")
-                            .and_then(|s| self.secrets.get(s))
-                            .map(str::to_string)
-                    })
-                    .map_err(|e| format!("copy {}: {e}", path.display()))?
-                    .into_bytes()
-                } else {
-                    bytes
-                };
-                out.push((target, CopyDataSource::Data(data)));
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// A file as itself (empty relative path), or a directory's files with their paths
-/// relative to it.
-fn files_below(path: &Path) -> std::io::Result<Vec<(std::path::PathBuf, std::path::PathBuf)>> {
-    Ok(crate::spec::platform::files_below(path)?
-        .into_iter()
-        .map(|p| {
-            let rel = p.strip_prefix(path).unwrap_or(&p).to_path_buf();
-            (rel, p)
-        })
-        .collect())
 }
 
 async fn run_exec(

@@ -11,6 +11,7 @@ pub mod images;
 pub mod log_watch;
 pub mod readiness;
 pub mod reaper;
+pub mod render;
 pub mod schedule;
 pub mod shell;
 pub mod up;

@@ -162,21 +162,11 @@ pub fn endpoint_of(
     ports: &BTreeMap<String, u16>,
     secrets: &Secrets,
 ) -> Result<Endpoint, String> {
-    let vars = |key: &str| -> Option<String> {
-        if let Some(p) = key.strip_prefix("port.") {
-            ports.get(p).map(u16::to_string)
-        } else if key == "host" {
-            Some("127.0.0.1".into())
-        } else {
-            key.strip_prefix("secret.")
-                .and_then(|s| secrets.get(s))
-                .map(str::to_string)
-        }
-    };
+    let vars = super::render::started(ports, secrets);
     let params = svc
         .endpoint
         .iter()
-        .map(|(k, v)| template::render(v, vars).map(|v| (k.clone(), v)))
+        .map(|(k, v)| template::render(v, &vars).map(|v| (k.clone(), v)))
         .collect::<Result<BTreeMap<_, _>, _>>()
         .map_err(|e| format!("{}: endpoint: {e}", svc.name))?;
     Ok(Endpoint {
