@@ -544,17 +544,15 @@ impl StartJob {
                     "platform: {name} ready in {:.1} s",
                     elapsed.as_secs_f64()
                 ));
-                // Only when the cgroup can be read at once: the engine's answer would
-                // come at its next one-second tick, and checks are waiting.
-                let cpu = tokio::time::timeout(
-                    Duration::from_millis(200),
-                    cpu::container(&self.docker, &s.container_id),
-                )
-                .await
-                .ok()
-                .flatten();
                 self.record(Some(elapsed), None);
-                self.set_cpu(|t| t.cpu_to_ready = cpu);
+                // Off the ready path: without a readable cgroup the engine answers only at
+                // its next one-second sampling tick, and checks are waiting.
+                let (docker, id) = (self.docker.clone(), s.container_id.clone());
+                let (timings, service) = (self.timings.clone(), self.svc.name.clone());
+                tokio::spawn(async move {
+                    let cpu = cpu::container(&docker, &id).await;
+                    set_timing(&timings, &service, |t| t.cpu_to_ready = cpu);
+                });
                 Ok(Arc::new(s))
             }
             Err(f) => {
@@ -582,10 +580,6 @@ impl StartJob {
                 cpu_total: None,
             });
         }
-    }
-
-    fn set_cpu(&self, set: impl FnOnce(&mut ServiceStart)) {
-        set_timing(&self.timings, &self.svc.name, set);
     }
 
     fn fail(&self, message: String, log_tail: String) -> ServiceFailure {
@@ -706,16 +700,16 @@ impl StartJob {
         let vars = render::started(&host_ports, &self.secrets);
 
         // Known before readiness: a `step` condition talks to the endpoint checks will get.
-        let endpoint = super::up::endpoint_of(svc, &host_ports, &self.secrets);
-        let mut outcome = endpoint.as_ref().map(|_| ()).map_err(String::clone);
-        let endpoint = endpoint.unwrap_or_else(|_| Endpoint {
-            service: svc.name.clone(),
-            host: "127.0.0.1".into(),
-            ports: host_ports.clone(),
-            params: BTreeMap::new(),
-        });
+        let endpoint = match super::up::endpoint_of(svc, &host_ports, &self.secrets) {
+            Ok(endpoint) => endpoint,
+            Err(e) => {
+                keep(container);
+                return Err(self.fail(e, String::new()));
+            }
+        };
+        let mut outcome = Ok(());
         self.enter("running its after_start commands");
-        for argv in svc.after_start.iter().take_while(|_| outcome.is_ok()) {
+        for argv in &svc.after_start {
             let argv: Result<Vec<String>, String> =
                 argv.iter().map(|a| template::render(a, &vars)).collect();
             let left = deadline.saturating_duration_since(Instant::now());
