@@ -7,14 +7,15 @@
 //! trips must leave nothing behind in PostgreSQL, whatever failed. Needs Docker and the kit's
 //! postgres, kafka and kafka-connect images.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
+
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use platform_harness::checks::Outcome;
 use platform_harness::platform::docker;
 use platform_harness::report::CheckRecord;
-use platform_harness::run::Session;
 use platform_harness::spec::{Check, PlatformSpec, Spec, Suite};
 use testcontainers::bollard::query_parameters::ListContainersOptionsBuilder;
 
@@ -29,7 +30,7 @@ fn platform() -> PlatformSpec {
 fn run(
     platform: PlatformSpec,
     src: &str,
-    mut before: impl FnMut(&str, &str),
+    before: impl FnMut(&str, &str),
 ) -> BTreeMap<String, CheckRecord> {
     let suite = Suite::parse(
         Path::new("../suites/cdc-lakehouse/broken.toml"),
@@ -42,26 +43,7 @@ fn run(
         suites: vec![suite],
     };
     let checks: Vec<Arc<Check>> = spec.checks().cloned().map(Arc::new).collect();
-    let selected: BTreeSet<String> = checks.iter().map(|c| c.id()).collect();
-    let session = Session::start(&spec, &checks, &selected, None).unwrap();
-    let run_id = session.run_id().to_string();
-    for check in &checks {
-        before(&check.name, &run_id);
-        let _ = session.trial(check);
-    }
-    let report = session.finish();
-    drop(session);
-    assert!(
-        block_on(docker::run_containers(&docker::connect().unwrap(), &run_id))
-            .expect("the engine answers")
-            .is_empty(),
-        "nothing of run {run_id} is left"
-    );
-    report
-        .checks
-        .into_iter()
-        .map(|c| (c.name.clone(), c))
-        .collect()
+    common::run_in_order(&spec, checks, before)
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {

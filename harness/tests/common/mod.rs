@@ -76,3 +76,33 @@ pub fn labelled(kind: &str, label: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Runs `checks` of `spec` in order in one session, `before(check name, run id)` called
+/// before each (to break something); the records once the session is gone, after proving
+/// nothing of the run is left on the engine.
+pub fn run_in_order(
+    spec: &platform_harness::spec::Spec,
+    checks: Vec<std::sync::Arc<platform_harness::spec::Check>>,
+    mut before: impl FnMut(&str, &str),
+) -> std::collections::BTreeMap<String, platform_harness::report::CheckRecord> {
+    use platform_harness::platform::docker;
+    let selected = checks.iter().map(|c| c.id()).collect();
+    let session = platform_harness::run::Session::start(spec, &checks, &selected, None).unwrap();
+    let run_id = session.run_id().to_string();
+    for check in &checks {
+        before(&check.name, &run_id);
+        let _ = session.trial(check);
+    }
+    let report = session.finish();
+    drop(session);
+    let left = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(docker::run_containers(&docker::connect().unwrap(), &run_id))
+        .expect("the engine answers");
+    assert!(left.is_empty(), "nothing of run {run_id} is left");
+    report
+        .checks
+        .into_iter()
+        .map(|c| (c.name.clone(), c))
+        .collect()
+}
