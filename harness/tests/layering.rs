@@ -59,3 +59,62 @@ fn every_import_points_down_the_layers() {
         upward.join("\n")
     );
 }
+
+/// What `cargo tree` says the crate links, normal dependencies only, with `args` added.
+fn dependencies(args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .args([
+            "--manifest-path",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+        ])
+        .args(args)
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// `validate` needs the spec layer alone: without the `run` feature no service client, no
+/// engine and no async runtime is linked (`.ci/run` builds that configuration).
+#[test]
+fn the_spec_layer_links_no_client() {
+    const CLIENTS: &[&str] = &[
+        "tokio-postgres",
+        "rdkafka",
+        "aws-sdk-s3",
+        "reqwest",
+        "redis",
+        "testcontainers",
+        "tokio",
+    ];
+    let full = dependencies(&[]);
+    let spec_only = dependencies(&["--no-default-features"]);
+    for client in CLIENTS {
+        assert!(
+            full.iter().any(|d| d == client),
+            "{client} is no dependency at all"
+        );
+        assert!(
+            !spec_only.iter().any(|d| d == client),
+            "{client} is linked without the `run` feature"
+        );
+    }
+    assert!(spec_only.iter().any(|d| d == "toml"), "{spec_only:?}");
+}

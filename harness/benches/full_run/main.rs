@@ -24,7 +24,7 @@ use platform_harness::platform::containers::ContainerPlatform;
 use platform_harness::platform::{cpu, ServiceStart};
 use platform_harness::report::limit::{physical_limit, Limit};
 use platform_harness::report::RunReport;
-use platform_harness::run::{services_for, Paths, Session};
+use platform_harness::run::{Paths, Session};
 use platform_harness::secrets::Secrets;
 use platform_harness::spec::Spec;
 
@@ -50,7 +50,7 @@ fn bench() -> Result<(), String> {
         .filter(|c| filter.as_ref().is_none_or(|f| c.id().contains(f.as_str())))
         .collect();
     let selected: BTreeSet<String> = chosen.iter().map(|c| c.id()).collect();
-    let services = services_for(&spec, chosen.iter().map(|c| c.as_ref()));
+    let services = spec.services_for(chosen.iter().map(|c| c.as_ref()));
     let platform = &spec.platform;
     let secrets =
         Secrets::resolve(&platform.secrets, platform.base_dir()).map_err(|e| e.to_string())?;

@@ -74,8 +74,9 @@ pub trait CheckKind: Send + Sync {
     fn schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
 }
 
-/// One parsed step action of a kind: what it needs to be validated and run.
-pub trait Action: Debug + Send + Sync {
+/// One parsed step action of a kind: what validation needs to know of it. How it runs is
+/// [`Run`], in the kind's `run` module (the `run` feature: the clients).
+pub trait Action: Debug + Send + Sync + Run {
     /// The verb as written in suites (`query` in `postgres.query`).
     fn verb(&self) -> &'static str;
     /// Services the action uses besides its step's own (data moving between services).
@@ -87,8 +88,20 @@ pub trait Action: Debug + Send + Sync {
     fn resolve_files(&mut self, _base: &Path) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// Runs a parsed step against its service, with the service's client.
+#[cfg(feature = "run")]
+pub trait Run {
     fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>>;
 }
+
+/// The spec layer alone runs nothing: every action is a `Run` that has no method.
+#[cfg(not(feature = "run"))]
+pub trait Run {}
+
+#[cfg(not(feature = "run"))]
+impl<T: ?Sized> Run for T {}
 
 /// What a kind's module declares about itself; [`Kind`] turns it into a [`CheckKind`].
 pub trait KindInfo: Action + DeserializeOwned + schemars::JsonSchema + 'static {
@@ -134,6 +147,7 @@ pub type Vars = BTreeMap<String, Value>;
 
 /// `len` random hex digits, for names of scratch objects (topics, buckets, schemas,
 /// tables) that must not meet those of another run.
+#[cfg(feature = "run")]
 pub(crate) fn unique_id(len: usize) -> String {
     let mut id = uuid::Uuid::new_v4().simple().to_string();
     id.truncate(len.min(id.len()));

@@ -9,15 +9,14 @@ pub mod shard;
 pub mod up;
 mod warm;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Trial};
 
-use crate::platform::external::ExternalPlatform;
-use crate::spec::{graph, named, Check, PlatformSpec, Spec};
+use crate::spec::{named, Check, Spec};
 
 pub use session::Session;
 
@@ -51,20 +50,6 @@ impl Paths {
 /// Trials wait on the network, not the CPU; libtest's default (one per core) would leave
 /// a 2-core machine idle while a broker starts.
 const DEFAULT_TEST_THREADS: usize = 4;
-
-/// The platform and suites of a run. With an endpoints file and no platform file, the
-/// endpoints file alone says which services exist (nothing is started anyway).
-pub fn load_spec(platform: &Path, suites: &Path, endpoints: Option<&Path>) -> Result<Spec, String> {
-    match endpoints {
-        Some(file) if !platform.exists() => {
-            let external = ExternalPlatform::load(file).map_err(|e| e.to_string())?;
-            let services = external.endpoints.keys().cloned();
-            Spec::with_platform(PlatformSpec::of_endpoints(file, services), suites)
-                .map_err(|e| e.to_string())
-        }
-        _ => Spec::load(platform, suites).map_err(|e| e.to_string()),
-    }
-}
 
 /// `cargo test --test platform` entry point.
 pub fn libtest_main(root: &Path) -> ExitCode {
@@ -124,7 +109,7 @@ fn run_filtered(
             return ExitCode::from(2);
         }
     };
-    let spec = match load_spec(&paths.platform, &paths.suites, paths.endpoints.as_deref()) {
+    let spec = match Spec::load_for(&paths.platform, &paths.suites, paths.endpoints.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: invalid platform or suite spec:\n{e}");
@@ -201,19 +186,4 @@ fn run_filtered(
 
 fn trial_stub(c: &Check) -> Trial {
     Trial::test(c.id(), || Ok(())).with_ignored_flag(c.ignore)
-}
-
-/// The services the selected checks talk to, with their dependencies.
-pub fn services_for<'a>(
-    spec: &Spec,
-    checks: impl IntoIterator<Item = &'a Check>,
-) -> BTreeSet<String> {
-    let deps: BTreeMap<String, Vec<String>> = spec
-        .platform
-        .services
-        .iter()
-        .map(|(n, s)| (n.clone(), s.depends_on.clone()))
-        .collect();
-    let wanted: BTreeSet<String> = checks.into_iter().flat_map(|c| c.services()).collect();
-    graph::closure(wanted.iter().map(String::as_str), &deps)
 }

@@ -119,8 +119,7 @@ impl Session {
             .build()
             .map_err(|e| format!("starting the async runtime: {e}"))?;
         let run_id = crate::kinds::unique_id(10);
-        let needed = super::services_for(
-            spec,
+        let needed = spec.services_for(
             checks
                 .iter()
                 .filter(|c| selected.contains(&c.id()))

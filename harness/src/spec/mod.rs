@@ -1,6 +1,7 @@
 //! File formats: the platform spec and the suites, parsed and validated before anything
 //! starts. Every error names file, line and column.
 
+pub mod endpoints;
 pub mod error;
 pub mod expect;
 pub mod graph;
@@ -12,6 +13,7 @@ pub mod suite;
 
 pub use crate::template;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 pub use error::{SpecError, SpecErrors};
@@ -72,7 +74,39 @@ impl Spec {
         }
     }
 
+    /// The platform and suites of a run. With an endpoints file and no platform file, the
+    /// endpoints file alone says which services exist (nothing is started anyway).
+    pub fn load_for(
+        platform: &Path,
+        suites: &Path,
+        endpoints: Option<&Path>,
+    ) -> Result<Self, SpecErrors> {
+        match endpoints {
+            Some(file) if !platform.exists() => {
+                let external = endpoints::ExternalPlatform::load(file)?;
+                let services = external.endpoints.keys().cloned();
+                Self::with_platform(PlatformSpec::of_endpoints(file, services), suites)
+            }
+            _ => Self::load(platform, suites),
+        }
+    }
+
     pub fn checks(&self) -> impl Iterator<Item = &Check> {
         self.suites.iter().flat_map(|s| s.checks.iter())
+    }
+
+    /// The services `checks` use, with everything those depend on.
+    pub fn services_for<'a>(
+        &self,
+        checks: impl IntoIterator<Item = &'a Check>,
+    ) -> BTreeSet<String> {
+        let deps: BTreeMap<String, Vec<String>> = self
+            .platform
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.depends_on.clone()))
+            .collect();
+        let wanted: BTreeSet<String> = checks.into_iter().flat_map(|c| c.services()).collect();
+        graph::closure(wanted.iter().map(String::as_str), &deps)
     }
 }

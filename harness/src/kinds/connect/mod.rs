@@ -2,18 +2,27 @@
 //! PostgreSQL connector checked end to end: rows changed in PostgreSQL, events read from
 //! Kafka. No Rust crate speaks Connect's REST API; its five calls are plain JSON.
 
+#[cfg(feature = "run")]
 mod cdc;
+#[cfg(feature = "run")]
 mod rest;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[cfg(feature = "run")]
 use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
+#[cfg(feature = "run")]
 use serde_json::{json, Map, Value};
 
-use super::{Action, KindInfo, NoArgs, StepContext, StepError};
+#[cfg(feature = "run")]
+use super::Run;
+use super::{Action, KindInfo, NoArgs};
+#[cfg(feature = "run")]
+use super::{StepContext, StepError};
+#[cfg(feature = "run")]
 use rest::Rest;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -148,12 +157,16 @@ impl Action for ConnectAction {
         }
         Ok(())
     }
+}
 
+#[cfg(feature = "run")]
+impl Run for ConnectAction {
     fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
         Box::pin(self.execute(cx))
     }
 }
 
+#[cfg(feature = "run")]
 impl ConnectAction {
     pub async fn execute(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         let rest = Rest::new(cx.endpoint)?;
@@ -189,6 +202,7 @@ impl ConnectAction {
 
 /// The connector's configuration: the file's, then the table's, then the database's
 /// connection settings where neither gave them; every value a string, as Connect wants.
+#[cfg(feature = "run")]
 fn config_of(cx: &StepContext<'_>, c: &CreateSpec) -> Result<Map<String, Value>, StepError> {
     let mut config = Map::new();
     if let Some(file) = &c.file {
@@ -223,6 +237,7 @@ fn config_of(cx: &StepContext<'_>, c: &CreateSpec) -> Result<Map<String, Value>,
 }
 
 /// `database.*` for a Debezium connector reaching `service` from inside the worker.
+#[cfg(feature = "run")]
 pub(super) fn database_settings(
     cx: &StepContext<'_>,
     service: &str,
@@ -252,6 +267,7 @@ pub(super) fn database_settings(
 }
 
 /// A TOML value as Connect's string form (`true`, `5`, `a,b` for arrays).
+#[cfg(feature = "run")]
 pub(super) fn toml_text(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
@@ -261,6 +277,7 @@ pub(super) fn toml_text(v: &toml::Value) -> String {
 }
 
 /// A configuration for a report: credentials shown as `****`.
+#[cfg(feature = "run")]
 fn redacted(config: &Value) -> Value {
     match config {
         Value::Object(m) => Value::Object(
@@ -279,7 +296,7 @@ fn redacted(config: &Value) -> Value {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "run"))]
 mod tests {
     use super::*;
     use rstest::rstest;

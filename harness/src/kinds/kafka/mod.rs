@@ -4,22 +4,35 @@
 //! delivery timeouts and every wait is bounded, so an unreachable broker is an error
 //! within seconds instead of a hang.
 
+#[cfg(feature = "run")]
 pub(super) mod client;
+#[cfg(feature = "run")]
 mod group;
+#[cfg(feature = "run")]
 mod roundtrip;
+#[cfg(feature = "run")]
 mod steps;
+#[cfg(feature = "run")]
 mod verify;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+#[cfg(feature = "run")]
 use rdkafka::message::{Header, Headers};
 use schemars::JsonSchema;
 use serde::Deserialize;
+#[cfg(feature = "run")]
 use serde_json::{json, Map, Value};
 
-use super::{Action, KindInfo, StepContext, StepError};
+#[cfg(feature = "run")]
+use super::Run;
+use super::{Action, KindInfo};
+#[cfg(feature = "run")]
+use super::{StepContext, StepError};
+#[cfg(feature = "run")]
 use client::Kafka;
+#[cfg(feature = "run")]
 use futures::future::BoxFuture;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -163,6 +176,7 @@ impl KafkaAction {
         }
     }
 
+    #[cfg(feature = "run")]
     pub async fn execute(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         let kafka = Kafka::new(cx)?;
         // Every verb starts by asking for metadata: it fails fast, with the cause, when
@@ -191,7 +205,10 @@ impl Action for KafkaAction {
     fn verb(&self) -> &'static str {
         self.verb_name()
     }
+}
 
+#[cfg(feature = "run")]
+impl Run for KafkaAction {
     fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
         Box::pin(self.execute(cx))
     }
@@ -200,6 +217,7 @@ impl Action for KafkaAction {
 // Shared by the steps, the roundtrip and its verification.
 
 /// A header value as text; not-UTF-8 bytes are replaced, absent values are null.
+#[cfg(feature = "run")]
 fn header_map<H: Headers>(headers: Option<&H>) -> Map<String, Value> {
     headers
         .map(|h| {
@@ -215,6 +233,7 @@ fn header_map<H: Headers>(headers: Option<&H>) -> Map<String, Value> {
 
 /// Every header in order, repeated names kept: `[{key, value}]` (the map keeps only the
 /// last value of a repeated name).
+#[cfg(feature = "run")]
 fn header_list<H: Headers>(headers: Option<&H>) -> Vec<Value> {
     headers
         .map(|h| {
@@ -225,15 +244,17 @@ fn header_list<H: Headers>(headers: Option<&H>) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+#[cfg(feature = "run")]
 fn text(bytes: Option<&[u8]>) -> Value {
     bytes.map_or(Value::Null, |b| json!(String::from_utf8_lossy(b)))
 }
 
+#[cfg(feature = "run")]
 fn short_id() -> String {
     super::unique_id(8)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "run"))]
 mod tests {
     use super::*;
     use rstest::rstest;

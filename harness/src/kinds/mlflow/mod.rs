@@ -2,20 +2,32 @@
 //! the Python client talks to it: runs, params, metrics and tags in the backend store,
 //! artifacts through the server's artifact proxy into the object store.
 
+#[cfg(feature = "run")]
 mod client;
+#[cfg(feature = "run")]
 mod lifecycle;
+#[cfg(feature = "run")]
 mod plan;
+#[cfg(feature = "run")]
 mod steps;
 
 use std::collections::BTreeMap;
+#[cfg(feature = "run")]
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+#[cfg(feature = "run")]
 use serde_json::Value;
 
-use super::{Action, KindInfo, StepContext, StepError};
+#[cfg(feature = "run")]
+use super::Run;
+use super::{Action, KindInfo};
+#[cfg(feature = "run")]
+use super::{StepContext, StepError};
+#[cfg(feature = "run")]
 use client::Mlflow;
+#[cfg(feature = "run")]
 use futures::future::BoxFuture;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -190,6 +202,7 @@ impl MlflowAction {
         }
     }
 
+    #[cfg(feature = "run")]
     pub async fn execute(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         let m = Mlflow::new(cx)?;
         match self {
@@ -217,13 +230,17 @@ impl Action for MlflowAction {
     fn verb(&self) -> &'static str {
         self.verb_name()
     }
+}
 
+#[cfg(feature = "run")]
+impl Run for MlflowAction {
     fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
         Box::pin(self.execute(cx))
     }
 }
 
 /// MLflow's timestamps: milliseconds since the epoch.
+#[cfg(feature = "run")]
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

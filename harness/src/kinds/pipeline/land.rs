@@ -8,45 +8,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use regex::Regex;
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{context_for, literal, per_second, round3, Number, MINIO};
+use super::{context_for, literal, per_second, round3, LandSpec, MINIO};
 use crate::kinds::kafka::{ConsumeSpec, KafkaAction, StartFrom};
 use crate::kinds::s3::{PutSpec, S3Action};
 use crate::kinds::show;
 use crate::kinds::{StepContext, StepError};
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LandSpec {
-    pub topic: String,
-    /// Events to land (a number or `${var}`); fewer within `within` fails the hop.
-    pub count: Number,
-    pub bucket: String,
-    /// The table's directory in the bucket, e.g. `${schema}/orders`.
-    pub prefix: String,
-    /// The timestamp field of `after` whose UTC day partitions the files.
-    pub partition_by: String,
-    /// The partition column, as it appears in directory names (`order_day=2024-06-01`).
-    #[serde(default = "default_partition_column")]
-    pub partition_column: String,
-    #[serde(default = "default_within", with = "humantime_serde")]
-    #[schemars(with = "String")]
-    pub within: Duration,
-}
-
-fn default_partition_column() -> String {
-    "day".into()
-}
-
-fn default_within() -> Duration {
-    Duration::from_secs(60)
-}
 
 pub(super) async fn land(cx: &StepContext<'_>, spec: &LandSpec) -> Result<Value, StepError> {
     let topic = cx.render(&spec.topic)?;

@@ -7,23 +7,30 @@
 //! `kafka.consume`, `s3.put`), so clients, timeouts and error messages are the same as in
 //! the single-service suites; for PostgreSQL, `postgres`'s connection and query.
 
+#[cfg(feature = "run")]
 mod land;
+#[cfg(feature = "run")]
 mod publish;
+#[cfg(feature = "run")]
 mod seed;
 
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+#[cfg(feature = "run")]
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+#[cfg(feature = "run")]
 use serde_json::{json, Value};
 
-use super::{Action, KindInfo, StepContext, StepError};
+#[cfg(feature = "run")]
+use super::Run;
+use super::{Action, KindInfo};
+#[cfg(feature = "run")]
+use super::{StepContext, StepError};
+#[cfg(feature = "run")]
 use futures::future::BoxFuture;
-
-pub use land::LandSpec;
-pub use publish::PublishSpec;
-pub use seed::LoadCsvSpec;
 
 /// The services the hops write to, by their names in the platform spec.
 const KAFKA: &str = "kafka";
@@ -61,6 +68,80 @@ pub enum Number {
     Var(String),
 }
 
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LandSpec {
+    pub topic: String,
+    /// Events to land (a number or `${var}`); fewer within `within` fails the hop.
+    pub count: Number,
+    pub bucket: String,
+    /// The table's directory in the bucket, e.g. `${schema}/orders`.
+    pub prefix: String,
+    /// The timestamp field of `after` whose UTC day partitions the files.
+    pub partition_by: String,
+    /// The partition column, as it appears in directory names (`order_day=2024-06-01`).
+    #[serde(default = "default_partition_column")]
+    pub partition_column: String,
+    #[serde(default = "default_within", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub within: Duration,
+}
+
+fn default_partition_column() -> String {
+    "day".into()
+}
+
+fn default_within() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSpec {
+    /// The source table (`schema.table`), named in every event's `source`.
+    pub table: String,
+    /// The rows to publish; default `SELECT * FROM <table> ORDER BY <key>`.
+    pub sql: Option<String>,
+    pub topic: String,
+    /// The column that keys the events (the table's primary key).
+    pub key: String,
+    /// Partitions of the topic, created if missing.
+    #[serde(default = "one")]
+    pub partitions: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadCsvSpec {
+    /// Relative to the suite file's directory. Its first line names the
+    /// columns, which COPY fills in that order.
+    pub file: PathBuf,
+    /// `schema.table`; may hold `${var}`.
+    pub table: String,
+    /// Statements run first, e.g. `CREATE TABLE ...`; may hold `${var}`.
+    pub create: Option<String>,
+}
+
+impl LoadCsvSpec {
+    fn resolve(&mut self, base: &Path) -> Result<(), String> {
+        let path = base.join(&self.file);
+        if !path.is_file() {
+            return Err(format!(
+                "`file`: {} is not a file (resolved as {})",
+                self.file.display(),
+                path.display()
+            ));
+        }
+        self.file = path;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "run")]
 impl Number {
     fn value(&self, cx: &StepContext<'_>, field: &str) -> Result<f64, StepError> {
         match self {
@@ -112,6 +193,7 @@ impl PipelineAction {
         }
     }
 
+    #[cfg(feature = "run")]
     pub async fn execute(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         match self {
             Self::LoadCsv(spec) => seed::load_csv(cx, spec).await,
@@ -139,12 +221,16 @@ impl Action for PipelineAction {
     fn resolve_files(&mut self, base: &Path) -> Result<(), String> {
         self.resolve_paths(base)
     }
+}
 
+#[cfg(feature = "run")]
+impl Run for PipelineAction {
     fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
         Box::pin(self.execute(cx))
     }
 }
 
+#[cfg(feature = "run")]
 fn clock(cx: &StepContext<'_>, spec: &ClockSpec) -> Result<Value, StepError> {
     let now = now_ms();
     let mut out = json!({ "now_ms": now });
@@ -162,6 +248,7 @@ fn clock(cx: &StepContext<'_>, spec: &ClockSpec) -> Result<Value, StepError> {
 }
 
 /// Milliseconds since the Unix epoch, the unit hops report instants in.
+#[cfg(feature = "run")]
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -169,22 +256,26 @@ fn now_ms() -> i64 {
 }
 
 /// Throughput rounded to a tenth: enough for a report, stable to read.
+#[cfg(feature = "run")]
 fn per_second(rows: f64, took: Duration) -> f64 {
     let secs = took.as_secs_f64().max(1e-6);
     (rows / secs * 10.0).round() / 10.0
 }
 
+#[cfg(feature = "run")]
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
 /// The verbs a hop reuses render `${var}` in whatever they are given; data passes through
 /// them as a literal (`$$` is a literal `$`).
+#[cfg(feature = "run")]
 fn literal(text: &str) -> String {
     text.replace('$', "$$")
 }
 
 /// A context for another service's verb: the same variables, that service's endpoint.
+#[cfg(feature = "run")]
 fn context_for<'a>(cx: &'a StepContext<'a>, service: &str) -> Result<StepContext<'a>, StepError> {
     Ok(StepContext {
         endpoint: cx.endpoint_of(service)?,
@@ -194,7 +285,7 @@ fn context_for<'a>(cx: &'a StepContext<'a>, service: &str) -> Result<StepContext
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "run"))]
 mod tests {
     use super::*;
     use crate::kinds::Endpoint;

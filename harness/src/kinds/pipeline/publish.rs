@@ -6,33 +6,12 @@
 
 use std::time::Instant;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{context_for, literal, now_ms, per_second, round3, KAFKA};
+use super::{context_for, literal, now_ms, per_second, round3, PublishSpec, KAFKA};
 use crate::kinds::kafka::{KafkaAction, MessageSpec, ProduceSpec};
 use crate::kinds::postgres::{connect, describe, query};
 use crate::kinds::{StepContext, StepError};
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PublishSpec {
-    /// The source table (`schema.table`), named in every event's `source`.
-    pub table: String,
-    /// The rows to publish; default `SELECT * FROM <table> ORDER BY <key>`.
-    pub sql: Option<String>,
-    pub topic: String,
-    /// The column that keys the events (the table's primary key).
-    pub key: String,
-    /// Partitions of the topic, created if missing.
-    #[serde(default = "one")]
-    pub partitions: i32,
-}
-
-fn one() -> i32 {
-    1
-}
 
 pub(super) async fn publish(cx: &StepContext<'_>, spec: &PublishSpec) -> Result<Value, StepError> {
     let table = cx.render(&spec.table)?;

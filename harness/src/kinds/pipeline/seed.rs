@@ -1,45 +1,15 @@
 //! `pipeline.load_csv`: an operational table seeded from a CSV file of the fixtures with
 //! COPY FROM STDIN, the fast path PostgreSQL offers for bulk loads.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures::SinkExt;
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{per_second, round3};
+use super::{per_second, round3, LoadCsvSpec};
 use crate::kinds::postgres::{connect, describe};
 use crate::kinds::{StepContext, StepError};
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoadCsvSpec {
-    /// Relative to the suite file's directory. Its first line names the
-    /// columns, which COPY fills in that order.
-    pub file: PathBuf,
-    /// `schema.table`; may hold `${var}`.
-    pub table: String,
-    /// Statements run first, e.g. `CREATE TABLE ...`; may hold `${var}`.
-    pub create: Option<String>,
-}
-
-impl LoadCsvSpec {
-    pub(super) fn resolve(&mut self, base: &Path) -> Result<(), String> {
-        let path = base.join(&self.file);
-        if !path.is_file() {
-            return Err(format!(
-                "`file`: {} is not a file (resolved as {})",
-                self.file.display(),
-                path.display()
-            ));
-        }
-        self.file = path;
-        Ok(())
-    }
-}
 
 pub(super) async fn load_csv(cx: &StepContext<'_>, spec: &LoadCsvSpec) -> Result<Value, StepError> {
     let table = cx.render(&spec.table)?;

@@ -1,9 +1,13 @@
 //! S3 checks with aws-sdk-s3, the client a Rust service would use, against MinIO or any
 //! S3-compatible endpoint (path-style addressing, static credentials).
 
+#[cfg(feature = "run")]
 mod bucket_roundtrip;
+#[cfg(feature = "run")]
 mod client;
+#[cfg(feature = "run")]
 mod payload;
+#[cfg(feature = "run")]
 mod steps;
 
 use std::collections::BTreeMap;
@@ -11,10 +15,17 @@ use std::collections::BTreeMap;
 use bytesize::ByteSize;
 use schemars::JsonSchema;
 use serde::Deserialize;
+#[cfg(feature = "run")]
 use serde_json::Value;
 
-use super::{Action, KindInfo, StepContext, StepError};
+#[cfg(feature = "run")]
+use super::Run;
+use super::{Action, KindInfo};
+#[cfg(feature = "run")]
+use super::{StepContext, StepError};
+#[cfg(feature = "run")]
 use client::S3;
+#[cfg(feature = "run")]
 use futures::future::BoxFuture;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -118,6 +129,7 @@ impl S3Action {
         }
     }
 
+    #[cfg(feature = "run")]
     pub async fn execute(&self, cx: &StepContext<'_>) -> Result<Value, StepError> {
         let s3 = S3::new(cx)?;
         match self {
@@ -141,13 +153,16 @@ impl Action for S3Action {
     fn verb(&self) -> &'static str {
         self.verb_name()
     }
+}
 
+#[cfg(feature = "run")]
+impl Run for S3Action {
     fn run<'a>(&'a self, cx: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
         Box::pin(self.execute(cx))
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "run"))]
 mod tests {
     use super::*;
     use rstest::rstest;
