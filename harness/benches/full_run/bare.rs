@@ -102,7 +102,7 @@ impl BareRun {
             }
             docker_cli(&exec)?;
         }
-        let endpoint = up::endpoint_of(svc, &host_ports, secrets)?;
+        let endpoint = up::endpoint_of(svc, &host_ports, secrets).map_err(|e| e.to_string())?;
         let probe = Probe {
             docker: &self.docker,
             container_id: &id,

@@ -40,7 +40,7 @@ fn main() {
 
 fn bench() -> Result<(), String> {
     platform_harness::report::log::init();
-    let paths = Paths::from_env(&root())?;
+    let paths = Paths::from_env(&root()).map_err(|e| e.to_string())?;
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let spec = Spec::load(&paths.platform, &paths.suites).map_err(|e| e.to_string())?;
     let checks: Vec<Arc<_>> = spec.checks().cloned().map(Arc::new).collect();
@@ -114,7 +114,8 @@ fn bench() -> Result<(), String> {
     for mode in MODES {
         std::env::set_var("PLATFORM_START", mode);
         let cpu_before = cpu::harness();
-        let session = Arc::new(Session::start(&spec, &checks, &selected, None)?);
+        let session =
+            Arc::new(Session::start(&spec, &checks, &selected, None).map_err(|e| e.to_string())?);
         let report = session.run_concurrently(&checks, CONCURRENCY, None);
         let limit = physical_limit(
             &report,
@@ -215,7 +216,7 @@ fn warm_runs(
     let started = Instant::now();
     let code = platform_harness::run::up::up(root, &spec.platform, &[]);
     let up_took = started.elapsed();
-    let found = platform_harness::platform::up::find(root, platform)?;
+    let found = platform_harness::platform::up::find(root, platform).map_err(|e| e.to_string())?;
     if code != std::process::ExitCode::SUCCESS || found.is_none() {
         platform_harness::run::up::down(root, platform);
         return Err("`up` did not leave a platform to attach to".into());
@@ -231,13 +232,10 @@ fn warm_runs(
             continue;
         }
         let t = Instant::now();
-        let session = Arc::new(Session::start_on(
-            spec,
-            checks,
-            chosen,
-            None,
-            found.as_ref(),
-        )?);
+        let session = Arc::new(
+            Session::start_on(spec, checks, chosen, None, found.as_ref())
+                .map_err(|e| e.to_string())?,
+        );
         let report = session.run_concurrently(checks, CONCURRENCY, None);
         let wall = t.elapsed();
         let sum: Duration = report.checks.iter().map(|c| c.duration).sum();

@@ -704,7 +704,7 @@ impl StartJob {
             Ok(endpoint) => endpoint,
             Err(e) => {
                 keep(container);
-                return Err(self.fail(e, String::new()));
+                return Err(self.fail(e.to_string(), String::new()));
             }
         };
         let mut outcome = Ok(());

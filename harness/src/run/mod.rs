@@ -1,6 +1,7 @@
 //! One run: load the specs, select what the filters leave, start those services, run each
 //! check (as a libtest trial or as a task), tear everything down, write the reports.
 
+mod error;
 mod filters;
 pub mod interrupt;
 mod nextest;
@@ -18,6 +19,7 @@ use libtest_mimic::{Arguments, Trial};
 
 use crate::spec::{named, Check, Spec};
 
+pub use error::RunError;
 pub use session::Session;
 
 /// Where the inputs and outputs of a run are. Environment variables override the
@@ -34,7 +36,7 @@ pub struct Paths {
 impl Paths {
     /// `PLATFORM=NAME` picks a named platform (see `spec::named`); `PLATFORM_SPEC` and
     /// `PLATFORM_SUITES` override its files.
-    pub fn from_env(root: &Path) -> Result<Self, String> {
+    pub fn from_env(root: &Path) -> Result<Self, RunError> {
         let var = |k: &str, default: PathBuf| std::env::var_os(k).map_or(default, PathBuf::from);
         let name = std::env::var("PLATFORM").unwrap_or_else(|_| named::DEFAULT.into());
         let (platform, suites) = named::locate(root, &name)?;
@@ -61,13 +63,17 @@ pub fn libtest_main(root: &Path) -> ExitCode {
 
 /// The whole-run bound of the test target: `PLATFORM_DEADLINE=10m` (humantime, as
 /// `platform-verify --deadline`).
-pub fn deadline_from_env() -> Result<Option<std::time::Duration>, String> {
+pub fn deadline_from_env() -> Result<Option<std::time::Duration>, RunError> {
     match std::env::var("PLATFORM_DEADLINE") {
         Err(_) => Ok(None),
         Ok(v) if v.trim().is_empty() => Ok(None),
         Ok(v) => humantime::parse_duration(v.trim())
             .map(Some)
-            .map_err(|e| format!("PLATFORM_DEADLINE={v:?}: {e} (write it like `10m` or `90s`)")),
+            .map_err(|e| RunError::Setting {
+                name: "PLATFORM_DEADLINE",
+                reason: format!("{e} (write it like `10m` or `90s`)"),
+                value: v,
+            }),
     }
 }
 

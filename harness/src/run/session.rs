@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Failed, Trial};
 use tokio::sync::watch;
 
-use super::interrupt;
+use super::{interrupt, RunError};
 use crate::checks::{run_check_with, CheckRun, Outcome, Vars};
 use crate::platform::containers::ContainerPlatform;
 use crate::platform::external::ExternalPlatform;
@@ -63,7 +63,7 @@ impl Session {
         checks: &[Arc<Check>],
         selected: &BTreeSet<String>,
         endpoints: Option<&Path>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RunError> {
         Self::start_on(spec, checks, selected, endpoints, None)
     }
 
@@ -76,37 +76,33 @@ impl Session {
         selected: &BTreeSet<String>,
         endpoints: Option<&Path>,
         up: Option<&(PathBuf, UpState)>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RunError> {
         // Idempotent; here for callers that drive a session without an entry point.
         crate::report::log::init();
         let started = Instant::now();
         interrupt::install();
-        let external = endpoints
-            .map(ExternalPlatform::load)
-            .transpose()
-            .map_err(|e| e.to_string())?;
+        let external = endpoints.map(ExternalPlatform::load).transpose()?;
         if let Some(e) = &external {
             // One clear error before anything runs, rather than one per check.
-            let missing: BTreeSet<String> = checks
+            let missing: Vec<String> = checks
                 .iter()
                 .filter(|c| selected.contains(&c.id()))
                 .flat_map(|c| c.services())
                 .filter(|s| !e.endpoints.contains_key(s))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
                 .collect();
             if !missing.is_empty() {
-                return Err(format!(
-                    "{} has no endpoint for {}, which the selected checks use: add {} to it, or leave those checks out with a filter",
-                    e.file.display(),
-                    missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
-                    if missing.len() == 1 { "it" } else { "them" }
-                ));
+                return Err(RunError::MissingEndpoints {
+                    file: e.file.clone(),
+                    services: missing,
+                });
             }
         }
         let secrets = match &external {
             // The platform spec's secrets belong to the containers it would start.
             Some(_) => Secrets::default(),
-            None => Secrets::resolve(&spec.platform.secrets, spec.platform.base_dir())
-                .map_err(|e| e.to_string())?,
+            None => Secrets::resolve(&spec.platform.secrets, spec.platform.base_dir())?,
         };
         let mut masker = secrets.masker();
         if let Some(e) = &external {
@@ -117,7 +113,7 @@ impl Session {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| format!("starting the async runtime: {e}"))?;
+            .map_err(RunError::Runtime)?;
         let run_id = crate::kinds::unique_id(10);
         let needed = spec.services_for(
             checks

@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
+use super::RunError;
 use crate::spec::Check;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,14 +39,15 @@ impl std::fmt::Display for Shard {
 }
 
 /// `PLATFORM_SHARD=I/N`, for the test target.
-pub fn from_env() -> Result<Option<Shard>, String> {
+pub fn from_env() -> Result<Option<Shard>, RunError> {
     match std::env::var("PLATFORM_SHARD") {
         Err(_) => Ok(None),
         Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => v
-            .parse()
-            .map(Some)
-            .map_err(|e| format!("PLATFORM_SHARD: {e}")),
+        Ok(v) => v.parse().map(Some).map_err(|reason| RunError::Setting {
+            name: "PLATFORM_SHARD",
+            value: v,
+            reason,
+        }),
     }
 }
 

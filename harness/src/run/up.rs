@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use testcontainers::bollard::Docker;
 use tokio::sync::watch;
 
-use super::interrupt;
+use super::{interrupt, RunError};
 use crate::platform::containers::ContainerPlatform;
 use crate::platform::docker;
 use crate::platform::readiness::{self, Probe};
-use crate::platform::up::{self, UpService, UpState};
+use crate::platform::up::{self, UpError, UpService, UpState};
 use crate::report::console;
 use crate::secrets::Secrets;
 use crate::spec::graph;
@@ -22,16 +22,16 @@ use crate::spec::platform::PlatformSpec;
 /// How long `status` gives each service to show it is ready now.
 const STATUS_PROBE: Duration = Duration::from_secs(10);
 
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T, String> {
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T, RunError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("starting the async runtime: {e}"))?;
+        .map_err(RunError::Runtime)?;
     Ok(rt.block_on(f))
 }
 
-fn exit(result: Result<Result<ExitCode, String>, String>) -> ExitCode {
+fn exit(result: Result<Result<ExitCode, RunError>, RunError>) -> ExitCode {
     match result.and_then(|r| r) {
         Ok(code) => code,
         Err(e) => {
@@ -41,11 +41,12 @@ fn exit(result: Result<Result<ExitCode, String>, String>) -> ExitCode {
     }
 }
 
-async fn engine() -> Result<Docker, String> {
-    let docker = docker::connect()?;
+async fn engine() -> Result<Docker, RunError> {
+    let docker = docker::connect().map_err(RunError::Engine)?;
     tokio::time::timeout(docker::ENGINE_CALL, docker::ping(&docker))
         .await
-        .map_err(|_| "the Docker engine did not answer".to_string())??;
+        .map_err(|_| RunError::Engine("the Docker engine did not answer".into()))?
+        .map_err(RunError::Engine)?;
     Ok(docker)
 }
 
@@ -56,22 +57,18 @@ pub fn up(root: &Path, spec: &PlatformSpec, only: &[String]) -> ExitCode {
     exit(block_on(up_async(root, spec, only)))
 }
 
-async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<ExitCode, String> {
-    let unknown: Vec<&String> = only
+async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<ExitCode, RunError> {
+    let unknown: Vec<String> = only
         .iter()
         .filter(|s| !spec.services.contains_key(*s))
+        .cloned()
         .collect();
     if !unknown.is_empty() {
-        return Err(format!(
-            "--only: no service {} in {} (it has {})",
-            unknown
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            spec.file.display(),
-            spec.services.keys().cloned().collect::<Vec<_>>().join(", ")
-        ));
+        return Err(RunError::UnknownServices {
+            unknown,
+            file: spec.file.clone(),
+            known: spec.services.keys().cloned().collect(),
+        });
     }
     let deps: BTreeMap<String, Vec<String>> = spec
         .services
@@ -83,7 +80,7 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
     } else {
         graph::closure(only.iter().map(String::as_str), &deps)
     };
-    let secrets = Secrets::resolve(&spec.secrets, spec.base_dir()).map_err(|e| e.to_string())?;
+    let secrets = Secrets::resolve(&spec.secrets, spec.base_dir())?;
     console::init(secrets.masker());
     let docker = engine().await?;
     let dir = up::dir(root, &spec.file);
@@ -98,7 +95,7 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
             } else {
                 let why = match attached {
                     Err(e) if changed.is_empty() => e,
-                    _ => up::changed_message(&changed),
+                    _ => UpError::Changed { services: changed },
                 };
                 console::say(format!("platform: replacing the `up` platform: {why}"));
                 report_cleanup(&up::down(&docker, root, &spec.file).await)?;
@@ -138,7 +135,7 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
         Ok(p) => p,
         Err(e) => {
             interrupt::unregister(&run_id);
-            return Err(e.to_string());
+            return Err(e.into());
         }
     };
     let mut failures = Vec::new();
@@ -176,8 +173,9 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
         let (image, image_id) = ids[&name].clone();
         let container = platform
             .container_of(&name)
-            .ok_or_else(|| format!("{name}: its container is unknown"))?;
-        let fingerprint = up::fingerprint(spec, &name, &image_id, &secrets, &state.salt)?;
+            .ok_or_else(|| RunError::Engine(format!("{name}: its container is unknown")))?;
+        let fingerprint = up::fingerprint(spec, &name, &image_id, &secrets, &state.salt)
+            .map_err(UpError::Fingerprint)?;
         state.services.insert(
             name,
             UpService {
@@ -190,9 +188,14 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
             },
         );
     }
-    let written = state
-        .save(&dir)
-        .and_then(|_| up::write_endpoints(&dir, spec, &state.services, &secrets));
+    let written = state.save(&dir).map_err(RunError::from).and_then(|_| {
+        up::write_endpoints(&dir, spec, &state.services, &secrets).map_err(|reason| {
+            RunError::Write {
+                what: format!("the endpoints file in {}", dir.display()),
+                reason,
+            }
+        })
+    });
     if let Err(e) = written {
         // A platform nobody can find again would only leak: remove what this run made.
         report_cleanup(&platform.shutdown().await)?;
@@ -218,7 +221,7 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
 
 /// Under a cargo-nextest setup script, hands the state file to the tests: nextest reads
 /// `KEY=VALUE` lines from the file `NEXTEST_ENV` names into every test's environment.
-fn export_for_nextest(dir: &Path) -> Result<(), String> {
+fn export_for_nextest(dir: &Path) -> Result<(), RunError> {
     use std::io::Write;
     let Some(env_file) = std::env::var_os("NEXTEST_ENV") else {
         return Ok(());
@@ -228,7 +231,10 @@ fn export_for_nextest(dir: &Path) -> Result<(), String> {
         .append(true)
         .open(&env_file)
         .and_then(|mut f| writeln!(f, "PLATFORM_UP_STATE={}", state.display()))
-        .map_err(|e| format!("writing NEXTEST_ENV: {e}"))
+        .map_err(|e| RunError::Write {
+            what: "NEXTEST_ENV".into(),
+            reason: e.to_string(),
+        })
 }
 
 fn usage(dir: &Path) {
@@ -239,11 +245,11 @@ fn usage(dir: &Path) {
     ));
 }
 
-fn report_cleanup(c: &docker::Cleanup) -> Result<(), String> {
+fn report_cleanup(c: &docker::Cleanup) -> Result<(), RunError> {
     if c.problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("cleanup: {}", c.problems.join("; ")))
+        Err(RunError::Cleanup(c.problems.clone()))
     }
 }
 
@@ -283,8 +289,7 @@ pub fn status(root: &Path, spec: &PlatformSpec) -> ExitCode {
             ));
             return Ok(ExitCode::from(1));
         };
-        let secrets =
-            Secrets::resolve(&spec.secrets, spec.base_dir()).map_err(|e| e.to_string())?;
+        let secrets = Secrets::resolve(&spec.secrets, spec.base_dir())?;
         console::init(secrets.masker());
         let docker = engine().await?;
         let mut healthy = true;
@@ -297,7 +302,7 @@ pub fn status(root: &Path, spec: &PlatformSpec) -> ExitCode {
         let changed = up::changed(&docker, &state, spec, &secrets, &all).await?;
         if !changed.is_empty() {
             healthy = false;
-            console::say(up::changed_message(&changed));
+            console::say(UpError::Changed { services: changed }.to_string());
         }
         Ok(if healthy {
             ExitCode::SUCCESS

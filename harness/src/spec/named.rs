@@ -7,8 +7,16 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT: &str = "default";
 
+/// A name no platform has.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("no platform named `{name}`: the named platforms are {}", known.join(", "))]
+pub struct UnknownPlatform {
+    pub name: String,
+    pub known: Vec<String>,
+}
+
 /// The platform file and suites folder of a named platform, below the repository `root`.
-pub fn locate(root: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
+pub fn locate(root: &Path, name: &str) -> Result<(PathBuf, PathBuf), UnknownPlatform> {
     if name == DEFAULT {
         return Ok((root.join("fixtures/platform.toml"), root.join("suites")));
     }
@@ -21,10 +29,10 @@ pub fn locate(root: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
     if valid && platform.is_file() && suites.is_dir() {
         Ok((platform, suites))
     } else {
-        Err(format!(
-            "no platform named `{name}`: the named platforms are {}",
-            names(root).join(", ")
-        ))
+        Err(UnknownPlatform {
+            name: name.to_string(),
+            known: names(root),
+        })
     }
 }
 
@@ -45,7 +53,7 @@ pub fn names(root: &Path) -> Vec<String> {
 
 /// A `--platform` argument: a path to a platform file (it has a `/` or ends in `.toml`),
 /// or a platform's name. `None` for a path: the caller keeps its own suites folder.
-pub fn by_name(root: &Path, arg: &str) -> Option<Result<(PathBuf, PathBuf), String>> {
+pub fn by_name(root: &Path, arg: &str) -> Option<Result<(PathBuf, PathBuf), UnknownPlatform>> {
     let is_path = arg.contains('/') || arg.ends_with(".toml");
     (!is_path).then(|| locate(root, arg))
 }
@@ -75,7 +83,11 @@ mod tests {
     #[case("")]
     fn an_unknown_name_lists_the_known_ones(#[case] name: &str) {
         let err = locate(&root(), name).unwrap_err();
-        assert!(err.contains("the named platforms are default, "), "{err}");
+        assert!(
+            err.to_string()
+                .contains("the named platforms are default, "),
+            "{err}"
+        );
     }
 
     #[rstest]

@@ -4,6 +4,7 @@
 //! dead run's leftovers.
 
 mod endpoints_file;
+mod error;
 mod fingerprint;
 mod state;
 
@@ -20,25 +21,25 @@ use crate::template;
 
 pub use super::reaper::LABEL_UP;
 pub use endpoints_file::write as write_endpoints;
+pub use error::UpError;
 pub use fingerprint::fingerprint;
 pub use state::{canonical, dir, up_id, UpService, UpState, ENDPOINTS_FILE, STATE_FILE};
 
 /// The state file to attach to: `PLATFORM_UP_STATE` when set (it must exist), else the
 /// platform's own state file when there is one; never with `PLATFORM_UP=off`.
-pub fn find(root: &Path, platform: &Path) -> Result<Option<(PathBuf, UpState)>, String> {
+pub fn find(root: &Path, platform: &Path) -> Result<Option<(PathBuf, UpState)>, UpError> {
     if std::env::var("PLATFORM_UP").is_ok_and(|v| v == "off") {
         return Ok(None);
     }
     if let Some(path) = std::env::var_os("PLATFORM_UP_STATE").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
-        let state = UpState::load(&path).map_err(|e| format!("PLATFORM_UP_STATE: {e}"))?;
+        let state = UpState::load(&path).map_err(|e| UpError::FromEnv(Box::new(e)))?;
         if state.platform != canonical(platform) {
-            return Err(format!(
-                "PLATFORM_UP_STATE={} is the `up` state of {}, not of {}",
-                path.display(),
-                state.platform.display(),
-                platform.display()
-            ));
+            return Err(UpError::OtherPlatform {
+                path,
+                of: state.platform,
+                wanted: platform.to_path_buf(),
+            });
         }
         return Ok(Some((path, state)));
     }
@@ -48,7 +49,7 @@ pub fn find(root: &Path, platform: &Path) -> Result<Option<(PathBuf, UpState)>, 
 }
 
 /// The state in `dir` when it is `platform`'s.
-pub fn find_in(dir: &Path, platform: &Path) -> Result<Option<UpState>, String> {
+pub fn find_in(dir: &Path, platform: &Path) -> Result<Option<UpState>, UpError> {
     let path = dir.join(STATE_FILE);
     if !path.exists() {
         return Ok(None);
@@ -57,29 +58,23 @@ pub fn find_in(dir: &Path, platform: &Path) -> Result<Option<UpState>, String> {
     Ok((state.platform == canonical(platform)).then_some(state))
 }
 
-/// The message for a spec that no longer matches what runs.
-pub fn changed_message(services: &[String]) -> String {
-    format!(
-        "platform spec changed since `up` ({}: its spec, copied files, image or secrets): run `platform-verify down`, or `up` again",
-        services.join(", ")
-    )
-}
-
 /// Each service's image ID, for the services chosen to run (`images::choose`).
 pub async fn image_ids(
     docker: &Docker,
     spec: &PlatformSpec,
     services: &BTreeSet<String>,
-) -> Result<BTreeMap<String, (String, String)>, String> {
-    let chosen = images::choose(docker, spec, services)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<BTreeMap<String, (String, String)>, UpError> {
+    let chosen = images::choose(docker, spec, services).await?;
     let mut out = BTreeMap::new();
     for (name, image) in chosen {
         let id = docker
             .inspect_image(&image)
             .await
-            .map_err(|e| format!("{name}: inspecting image {image}: {e}"))?
+            .map_err(|e| UpError::Image {
+                service: name.clone(),
+                image: image.clone(),
+                reason: e.to_string(),
+            })?
             .id
             .unwrap_or_default();
         out.insert(name, (image, id));
@@ -95,7 +90,7 @@ pub async fn changed(
     spec: &PlatformSpec,
     secrets: &Secrets,
     services: &BTreeSet<String>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, UpError> {
     let known: BTreeSet<String> = services
         .iter()
         .filter(|s| state.services.contains_key(*s) && spec.services.contains_key(*s))
@@ -110,7 +105,8 @@ pub async fn changed(
     for name in known {
         let up = &state.services[&name];
         let (image, id) = &ids[&name];
-        let now = fingerprint(spec, &name, id, secrets, &state.salt)?;
+        let now =
+            fingerprint(spec, &name, id, secrets, &state.salt).map_err(UpError::Fingerprint)?;
         if *image != up.image || now != up.fingerprint {
             out.push(name);
         }
@@ -127,10 +123,10 @@ pub async fn attach(
     spec: &PlatformSpec,
     secrets: &Secrets,
     needed: &BTreeSet<String>,
-) -> Result<Attached, String> {
+) -> Result<Attached, UpError> {
     let changed = changed(docker, state, spec, secrets, needed).await?;
     if !changed.is_empty() {
-        return Err(changed_message(&changed));
+        return Err(UpError::Changed { services: changed });
     }
     let mut running = BTreeMap::new();
     for name in needed {
@@ -142,9 +138,10 @@ pub async fn attach(
             Err(e) => Some(format!("not found ({e})")),
         };
         if let Some(how) = gone {
-            return Err(format!(
-                "the `up` platform's {name} is no longer running ({how}): run `platform-verify down`, or `up` again"
-            ));
+            return Err(UpError::Gone {
+                service: name.clone(),
+                how,
+            });
         }
         let endpoint = endpoint_of(&spec.services[name], &up.ports, secrets)?;
         running.insert(name.clone(), (up.container.clone(), endpoint));
@@ -161,14 +158,17 @@ pub fn endpoint_of(
     svc: &ServiceSpec,
     ports: &BTreeMap<String, u16>,
     secrets: &Secrets,
-) -> Result<Endpoint, String> {
+) -> Result<Endpoint, UpError> {
     let vars = super::render::started(ports, secrets);
     let params = svc
         .endpoint
         .iter()
         .map(|(k, v)| template::render(v, &vars).map(|v| (k.clone(), v)))
         .collect::<Result<BTreeMap<_, _>, _>>()
-        .map_err(|e| format!("{}: endpoint: {e}", svc.name))?;
+        .map_err(|reason| UpError::Endpoint {
+            service: svc.name.clone(),
+            reason,
+        })?;
     Ok(Endpoint {
         service: svc.name.clone(),
         host: "127.0.0.1".into(),

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::UpError;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -90,34 +92,36 @@ impl UpState {
         }
     }
 
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading the `up` state {}: {e}", path.display()))?;
-        let state: Self = toml::from_str(&text).map_err(|e| {
-            format!(
-                "the `up` state {} is unreadable ({}): run `platform-verify down`, then `up`",
-                path.display(),
-                e.message()
-            )
+    pub fn load(path: &Path) -> Result<Self, UpError> {
+        let text = std::fs::read_to_string(path).map_err(|source| UpError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let state: Self = toml::from_str(&text).map_err(|e| UpError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.message().to_string(),
         })?;
         if state.version != VERSION {
-            return Err(format!(
-                "the `up` state {} is of another harness version ({}): run `platform-verify down`, then `up`",
-                path.display(),
-                state.version
-            ));
+            return Err(UpError::OtherVersion {
+                path: path.to_path_buf(),
+                version: state.version,
+            });
         }
         Ok(state)
     }
 
-    pub fn save(&self, dir: &Path) -> Result<PathBuf, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let text = toml::to_string_pretty(self).map_err(|e| format!("writing the state: {e}"))?;
+    pub fn save(&self, dir: &Path) -> Result<PathBuf, UpError> {
         let path = dir.join(STATE_FILE);
+        let unwritable = |reason: String| UpError::Unwritable {
+            path: path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|e| unwritable(format!("creating {}: {e}", dir.display())))?;
+        let text = toml::to_string_pretty(self).map_err(|e| unwritable(e.to_string()))?;
         let header = "# Written by `platform-verify up`; read by `cargo test --test platform` and\n\
                       # `platform-verify run`, which attach to this platform. No secret is stored here.\n";
-        std::fs::write(&path, format!("{header}{text}"))
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        std::fs::write(&path, format!("{header}{text}")).map_err(|e| unwritable(e.to_string()))?;
         Ok(path)
     }
 }
@@ -151,7 +155,8 @@ mod tests {
         std::fs::write(&path, "version = 1\n").unwrap();
         let err = UpState::load(&path).unwrap_err();
         assert!(
-            err.contains("run `platform-verify down`, then `up`"),
+            err.to_string()
+                .contains("run `platform-verify down`, then `up`"),
             "{err}"
         );
     }
