@@ -6,11 +6,11 @@ use std::path::Path;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{CheckRecord, RunReport};
+use super::{CheckRecord, ReportError, RunReport};
 use crate::checks::Outcome;
 use crate::secrets::Masker;
 
-pub fn render(run: &RunReport, masker: &Masker) -> Result<String, String> {
+pub fn render(run: &RunReport, masker: &Masker) -> Result<String, quick_junit::SerializeError> {
     let mut report = Report::new("platform");
     report.set_time(run.wall);
 
@@ -63,9 +63,7 @@ pub fn render(run: &RunReport, masker: &Masker) -> Result<String, String> {
         }
         report.add_test_suite(suite);
     }
-    report
-        .to_string()
-        .map_err(|e| format!("writing JUnit XML: {e}"))
+    report.to_string()
 }
 
 fn case(c: &CheckRecord, masker: &Masker) -> TestCase {
@@ -117,12 +115,12 @@ fn case(c: &CheckRecord, masker: &Masker) -> TestCase {
     case
 }
 
-pub fn write(run: &RunReport, masker: &Masker, path: &Path) -> Result<(), String> {
-    let xml = render(run, masker)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    }
-    std::fs::write(path, xml).map_err(|e| format!("writing {}: {e}", path.display()))
+pub fn write(run: &RunReport, masker: &Masker, path: &Path) -> Result<(), ReportError> {
+    let xml = render(run, masker).map_err(|e| ReportError::Render {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    super::error::write_file(path, &xml)
 }
 
 #[cfg(test)]

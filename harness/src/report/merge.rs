@@ -6,16 +6,23 @@ use std::path::{Path, PathBuf};
 
 use quick_junit::{Report, TestSuite};
 
-pub fn merge(inputs: &[PathBuf]) -> Result<Report, String> {
+use super::error::write_file;
+use super::ReportError;
+
+pub fn merge(inputs: &[PathBuf]) -> Result<Report, ReportError> {
     let mut out = Report::new("platform");
     let mut suites: Vec<TestSuite> = Vec::new();
     // Shards run side by side: the merged run took as long as the longest.
     let mut time = None;
     for path in inputs {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let report = Report::deserialize_from_str(&text)
-            .map_err(|e| format!("{} is not a JUnit report: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let report = Report::deserialize_from_str(&text).map_err(|e| ReportError::NotJunit {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         time = time.max(report.time);
         for suite in report.test_suites {
             match suites.iter_mut().find(|s| s.name == suite.name) {
@@ -44,15 +51,13 @@ pub fn merge(inputs: &[PathBuf]) -> Result<Report, String> {
     Ok(out)
 }
 
-pub fn merge_into(out: &Path, inputs: &[PathBuf]) -> Result<Report, String> {
+pub fn merge_into(out: &Path, inputs: &[PathBuf]) -> Result<Report, ReportError> {
     let report = merge(inputs)?;
-    let text = report
-        .to_string()
-        .map_err(|e| format!("writing {}: {e}", out.display()))?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    }
-    std::fs::write(out, text).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    let text = report.to_string().map_err(|e| ReportError::Render {
+        path: out.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    write_file(out, &text)?;
     Ok(report)
 }
 
@@ -110,6 +115,9 @@ mod tests {
         let bad = dir.join("bad.xml");
         std::fs::write(&bad, "not xml at all <").unwrap();
         let err = merge(&[bad]).unwrap_err();
-        assert!(err.contains("bad.xml is not a JUnit report"), "{err}");
+        assert!(
+            err.to_string().contains("bad.xml is not a JUnit report"),
+            "{err}"
+        );
     }
 }

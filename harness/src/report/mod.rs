@@ -2,12 +2,15 @@
 //! lines. Writers mask secrets; the records themselves hold raw text.
 
 pub mod console;
+mod error;
 pub mod junit;
 pub mod limit;
 pub mod log;
 pub mod merge;
 pub mod summary;
 pub mod timeline;
+
+pub use error::ReportError;
 
 use std::path::Path;
 use std::time::Duration;
