@@ -163,6 +163,7 @@ fn a_missing_warehouse_bucket_and_a_killed_metastore_fail_the_step_that_meets_th
         }
     });
     let after_kill = killed_at.expect("the metastore was killed").elapsed();
+    eprintln!("after_kill took {after_kill:?}");
 
     assert_eq!(
         records["ready"].outcome,
