@@ -202,6 +202,7 @@ fn a_missing_warehouse_bucket_and_a_killed_metastore_fail_the_step_that_meets_th
         panic!("a query through a dead metastore must not pass");
     };
     assert!(msg.contains("hive-metastore"), "names the metastore: {msg}");
-    // Trino's metastore timeout (10 s) and its retries bound it; nothing hangs.
-    assert!(after_kill < Duration::from_secs(120), "took {after_kill:?}");
+    // Trino's metastore timeout and retry time (10 s each, the lake catalog) bound it: about
+    // 11 s here, 33 s with Trino's default retry time; nothing hangs.
+    assert!(after_kill < Duration::from_secs(60), "took {after_kill:?}");
 }
