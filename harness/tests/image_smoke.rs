@@ -106,6 +106,17 @@ connect.plugins = {}
 expect = [{ path = "$.plugins[?(@ == 'io.debezium.connector.postgresql.PostgresConnector')]", count = 1 }]
 "#;
 
+/// The Hive Metastore of the `lakehouse` platform: get_all_databases over Thrift with the
+/// metastore's own client, the schema made in PostgreSQL listing `default`.
+const METASTORE_SMOKE: &str = r#"
+[[check]]
+name = "hive-metastore"
+[[check.step]]
+service = "hive-metastore"
+exec = { cmd = ["hms-ping"], timeout = "30s" }
+expect = [{ path = "$.stdout", matches = "(?m)^databases: (.*,)?default(,|$)" }]
+"#;
+
 #[test]
 fn each_image_serves_its_real_service_and_fails_once_killed() {
     smoke("fixtures/platform.toml", SMOKE);
@@ -124,6 +135,11 @@ fn the_spark_image_serves_master_and_worker_and_fails_once_killed() {
 #[test]
 fn the_kafka_connect_image_serves_debezium_and_fails_once_killed() {
     smoke("fixtures/platforms/cdc-lakehouse.toml", CDC_SMOKE);
+}
+
+#[test]
+fn the_hive_metastore_image_answers_thrift_and_fails_once_killed() {
+    smoke("fixtures/platforms/lakehouse.toml", METASTORE_SMOKE);
 }
 
 /// Each check of `suite` (named after its service) passes, then errors once its

@@ -12,7 +12,8 @@ fn root() -> &'static Path {
 #[rstest::rstest]
 #[case::observability("observability", &["redis", "prometheus", "opensearch", "postgres"])]
 #[case::streaming("streaming", &["spark", "lake", "stream"])]
-#[case::cdc_lakehouse("cdc-lakehouse", &["connect", "pipeline", "postgres", "kafka"])]
+#[case::cdc_lakehouse("cdc-lakehouse", &["connect", "pipeline", "postgres", "kafka", "monitoring"])]
+#[case::lakehouse("lakehouse", &["metastore"])]
 fn the_named_platform_runs_green(#[case] name: &str, #[case] suites: &[&str]) {
     // One platform at a time: two starting together would swamp a 2-core machine.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -58,7 +59,7 @@ fn an_unknown_platform_name_lists_the_known_ones() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("default, cdc-lakehouse, observability, streaming"),
+        stderr.contains("default, cdc-lakehouse, lakehouse, observability, streaming"),
         "{stderr}"
     );
 }
