@@ -74,6 +74,7 @@ async fn run_suite(endpoint: &Endpoint, suite: &str, bound: Duration) -> Vec<(St
     runs
 }
 
+/// The failure message of check `name`, without the runner's `step N `...` on kubernetes: `.
 fn failure(runs: &[(String, CheckRun)], name: &str) -> String {
     match &runs
         .iter()
@@ -82,7 +83,11 @@ fn failure(runs: &[(String, CheckRun)], name: &str) -> String {
         .1
         .outcome
     {
-        Outcome::Failed(m) => m.clone(),
+        Outcome::Failed(m) => m
+            .split_once(" on kubernetes: ")
+            .unwrap_or_else(|| panic!("{name}: no step prefix in {m}"))
+            .1
+            .to_string(),
         other => panic!("{name}: expected a failure, got {other:?}"),
     }
 }
@@ -106,23 +111,44 @@ async fn the_kit_cluster_suite_passes() {
 
 /// Deletes the scratch namespace and volume even when an assertion fails.
 struct Scratch {
-    client: Client,
+    kubeconfig: PathBuf,
     namespace: String,
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let (client, ns) = (self.client.clone(), self.namespace.clone());
-        // Drop cannot await: delete from a runtime of its own on another thread.
+        let (kubeconfig, ns) = (self.kubeconfig.clone(), self.namespace.clone());
+        // Drop cannot await, and the test's runtime is blocked here: a client of its own on a
+        // runtime of its own (one made on the test's runtime would wait for it forever).
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async {
+                let Ok(kc) = Kubeconfig::read_from(&kubeconfig) else {
+                    return;
+                };
+                let Ok(config) =
+                    Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await
+                else {
+                    return;
+                };
+                let Ok(client) = Client::try_from(config) else {
+                    return;
+                };
                 let dp = DeleteParams::default();
-                let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &dp).await;
-                let _ = Api::<PersistentVolume>::all(client).delete(&ns, &dp).await;
+                let bound = Duration::from_secs(20);
+                let _ = tokio::time::timeout(
+                    bound,
+                    Api::<Namespace>::all(client.clone()).delete(&ns, &dp),
+                )
+                .await;
+                let _ = tokio::time::timeout(
+                    bound,
+                    Api::<PersistentVolume>::all(client).delete(&ns, &dp),
+                )
+                .await;
             });
         })
         .join()
@@ -178,7 +204,7 @@ async fn scratch_namespace(client: &Client) -> Scratch {
         .await
         .expect("a namespace");
     let scratch = Scratch {
-        client: client.clone(),
+        kubeconfig: kubeconfig(),
         namespace: namespace.clone(),
     };
     let ns = namespace.as_str();
@@ -346,7 +372,9 @@ async fn workloads_pass_and_a_crash_loop_fails_with_its_cause() {
     };
     let m = failure(&runs, "crashy");
     assert!(
-        m.starts_with(&format!("deployment {ns}/crashy: 0/1 available")),
+        m.starts_with(&format!(
+            "deployment {ns}/crashy: 0/1 available (0 ready, 1 updated); pod crashy-"
+        )),
         "{m}"
     );
     assert!(m.contains("waiting CrashLoopBackOff"), "{m}");
