@@ -4,7 +4,7 @@
 //! a namespace whose owner process is dead is reaped, a live one kept. Without a running
 //! cluster the tests say so and return.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use platform_harness::checks::{run_check, Outcome, Vars};
 use platform_harness::platform::endpoint::Endpoint;
+use platform_harness::platform::kubernetes::run::start_all;
 use platform_harness::platform::kubernetes::{namespace_for, reap, KubePlatform};
 use platform_harness::platform::reaper::{Owner, LABEL_RUN};
+use platform_harness::secrets::Secrets;
 use platform_harness::spec::{PlatformSpec, Suite};
 use serde_json::json;
 
@@ -151,4 +153,46 @@ async fn a_dead_runs_namespace_is_reaped_and_a_live_ones_kept() {
         .delete(&live, &DeleteParams::default())
         .await
         .expect("the live one is removed by its owner");
+}
+
+/// The observability platform's redis-exporter and, through `depends_on`, Redis: started in
+/// order, the exporter finding Redis by its Service name, ready by its HTTP condition (body
+/// `redis_up 1`) through the forward; the same suite step as on containers passes.
+#[tokio::test]
+async fn a_platform_file_starts_in_dependency_order_and_its_suite_step_passes() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let platform =
+        PlatformSpec::load(Path::new("../fixtures/platforms/observability.toml")).unwrap();
+    let secrets = Secrets::resolve(&platform.secrets, platform.base_dir()).unwrap();
+    let run = format!(
+        "k8s-run-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let needed = BTreeSet::from(["redis-exporter".to_string()]);
+    let started = start_all(client.clone(), &platform, &needed, &secrets, &run)
+        .await
+        .expect("redis and its exporter start");
+    eprintln!("ready on Kubernetes: {:?}", started.ready_in);
+    assert_eq!(
+        started.ready_in.keys().collect::<Vec<_>>(),
+        ["redis", "redis-exporter"]
+    );
+
+    let suite = "service = \"redis\"\n[[check]]\nname = \"r\"\n[[check.step]]\nredis.roundtrip = { entries = 5 }\n";
+    let suite = Suite::parse(Path::new("k8s.toml"), suite, &platform).unwrap();
+    let run_result = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_check(&suite.checks[0], &started.endpoints, Vars::new()),
+    )
+    .await
+    .expect("the check finishes");
+    assert_eq!(run_result.outcome, Outcome::Passed);
+    started
+        .platform
+        .delete()
+        .await
+        .expect("the namespace is deleted");
+    assert!(!namespace_exists(&client, &started.platform.namespace).await);
 }

@@ -5,6 +5,7 @@
 //! Not yet wired to `PLATFORM_BACKEND`; see fixtures/k8s/README.md.
 
 pub mod manifests;
+pub mod run;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
