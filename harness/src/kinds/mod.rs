@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod exec;
 pub mod http;
 pub mod kafka;
+pub mod kubernetes;
 pub mod mlflow;
 pub mod opensearch;
 pub mod pipeline;
@@ -47,6 +48,7 @@ pub fn registry() -> &'static [&'static dyn CheckKind] {
         &Kind::<opensearch::OpensearchAction>::NEW,
         &Kind::<spark::SparkAction>::NEW,
         &Kind::<connect::ConnectAction>::NEW,
+        &Kind::<kubernetes::KubernetesAction>::NEW,
     ];
     KINDS
 }

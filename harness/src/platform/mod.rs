@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod error;
 pub mod external;
 pub mod images;
+pub mod kubernetes;
 pub mod log_watch;
 pub mod readiness;
 pub mod reaper;

@@ -1,0 +1,310 @@
+//! The start of a Kubernetes backend: a namespace per run (labelled with the run id,
+//! annotated with its owner process, as containers are), a Deployment, Service and ConfigMap
+//! per platform service, readiness from the Deployment and the pod's log, port-forwards on
+//! 127.0.0.1 for the checks, the namespace deleted at the end and reaped when its owner died.
+//! Not yet wired to `PLATFORM_BACKEND`; see fixtures/k8s/README.md.
+
+pub mod manifests;
+pub mod run;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::reaper::{decide_labelled, liveness, Owner, Verdict, LABEL_RUN};
+use crate::clients::error_chain;
+use crate::spec::platform::{ReadyCondition, ServiceSpec};
+use manifests::{Workload, LABEL_SERVICE};
+
+/// Every API call is bounded by this; readiness by the service's startup timeout.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct KubePlatform {
+    client: Client,
+    pub namespace: String,
+    labels: BTreeMap<String, String>,
+    forwards: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+async fn bounded<T>(
+    f: impl std::future::Future<Output = kube::Result<T>>,
+    doing: &str,
+) -> Result<T, String> {
+    match tokio::time::timeout(TIMEOUT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{doing}: {}", error_chain(&e))),
+        Err(_) => Err(format!(
+            "{doing}: no answer from the API server within {TIMEOUT:?}"
+        )),
+    }
+}
+
+/// A namespace name from a run id: lowercase letters, digits and `-`, at most 63.
+pub fn namespace_for(run_id: &str) -> String {
+    let clean: String = run_id
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let mut name = format!("platform-{}", clean.trim_matches('-'));
+    name.truncate(63);
+    name.trim_end_matches('-').to_string()
+}
+
+impl KubePlatform {
+    /// Creates the run's namespace. The owner markers are annotations: a PID namespace
+    /// (`pid:[4026531836]`) is no valid label value.
+    pub async fn create(client: Client, run_id: &str) -> Result<Self, String> {
+        let namespace = namespace_for(run_id);
+        let run_label: String = namespace.trim_start_matches("platform-").to_string();
+        let labels = BTreeMap::from([(LABEL_RUN.to_string(), run_label)]);
+        let annotations: BTreeMap<String, String> =
+            Owner::this_process().labels().into_iter().collect();
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": { "name": namespace, "labels": labels, "annotations": annotations },
+        }))
+        .expect("a Namespace built from typed parts");
+        bounded(
+            Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns),
+            &format!("creating namespace {namespace}"),
+        )
+        .await?;
+        Ok(Self {
+            client,
+            namespace,
+            labels,
+            forwards: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Creates the service's objects; `env`, `args` and `files` are rendered.
+    pub async fn start(
+        &self,
+        svc: &ServiceSpec,
+        env: &BTreeMap<String, String>,
+        args: &[String],
+        files: &[(String, Vec<u8>)],
+    ) -> Result<(), String> {
+        let ns = &self.namespace;
+        let Workload {
+            deployment,
+            service,
+            config_map,
+        } = manifests::workload(svc, env, args, files, &self.labels);
+        let pp = PostParams::default();
+        let doing = |what: &str| format!("service `{}`: creating its {what} in {ns}", svc.name);
+        if let Some(cm) = config_map {
+            let api = Api::<ConfigMap>::namespaced(self.client.clone(), ns);
+            bounded(api.create(&pp, &cm), &doing("ConfigMap")).await?;
+        }
+        let api = Api::<Deployment>::namespaced(self.client.clone(), ns);
+        bounded(api.create(&pp, &deployment), &doing("Deployment")).await?;
+        let api = Api::<Service>::namespaced(self.client.clone(), ns);
+        bounded(api.create(&pp, &service), &doing("Service")).await?;
+        Ok(())
+    }
+
+    /// Waits (bounded by the startup timeout) until the Deployment is available (the
+    /// kubelet's probe) and the pod logged each readiness line its times.
+    pub async fn wait_ready(&self, svc: &ServiceSpec) -> Result<Duration, String> {
+        let started = Instant::now();
+        let deployments = Api::<Deployment>::namespaced(self.client.clone(), &self.namespace);
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
+        let selector = format!("{LABEL_SERVICE}={}", svc.name);
+        let mut last = String::from("not observed yet");
+        while started.elapsed() < svc.startup_timeout {
+            let d = bounded(deployments.get(&svc.name), "reading its Deployment").await;
+            let available = matches!(&d, Ok(d) if d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 1);
+            let pod = bounded(
+                pods.list(&ListParams::default().labels(&selector)),
+                "listing its pod",
+            )
+            .await
+            .ok()
+            .and_then(|l| l.items.into_iter().next());
+            if let Some(pod) = &pod {
+                last = describe(pod);
+            }
+            if available {
+                if let Some(name) = pod.and_then(|p| p.metadata.name) {
+                    let logs = bounded(pods.logs(&name, &LogParams::default()), "reading its log")
+                        .await
+                        .unwrap_or_default();
+                    let missing = svc.ready.iter().find(|r| match r {
+                        ReadyCondition::Log { line, times } => {
+                            logs.matches(line.as_str()).count() < *times
+                        }
+                        _ => false,
+                    });
+                    match missing {
+                        None => return Ok(started.elapsed()),
+                        Some(_) => last = "its log lacks a readiness line".into(),
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(format!(
+            "service `{}` not ready within {:?} in namespace {}: {last}",
+            svc.name, svc.startup_timeout, self.namespace
+        ))
+    }
+
+    /// A listener on 127.0.0.1 per named port, forwarding each connection to the service's
+    /// pod through the API server; the local ports, by port name.
+    pub async fn forward(&self, svc: &ServiceSpec) -> Result<BTreeMap<String, u16>, String> {
+        let mut local = BTreeMap::new();
+        for (name, &target) in &svc.ports {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| format!("service `{}`: a local port for `{name}`: {e}", svc.name))?;
+            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            local.insert(name.clone(), port);
+            let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
+            let selector = format!("{LABEL_SERVICE}={}", svc.name);
+            let task = tokio::spawn(async move {
+                while let Ok((conn, _)) = listener.accept().await {
+                    tokio::spawn(forward_one(pods.clone(), selector.clone(), target, conn));
+                }
+            });
+            self.forwards.lock().expect("forwards lock").push(task);
+        }
+        Ok(local)
+    }
+
+    /// Stops the forwards and deletes the namespace (the API server removes what is in it).
+    pub async fn delete(&self) -> Result<(), String> {
+        for t in self.forwards.lock().expect("forwards lock").drain(..) {
+            t.abort();
+        }
+        let api = Api::<Namespace>::all(self.client.clone());
+        bounded(
+            api.delete(&self.namespace, &DeleteParams::background()),
+            &format!("deleting namespace {}", self.namespace),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+impl Drop for KubePlatform {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.forwards.lock() {
+            f.drain(..).for_each(|t| t.abort());
+        }
+    }
+}
+
+async fn forward_one(
+    pods: Api<Pod>,
+    selector: String,
+    target: u16,
+    mut conn: tokio::net::TcpStream,
+) {
+    let Ok(Ok(list)) =
+        tokio::time::timeout(TIMEOUT, pods.list(&ListParams::default().labels(&selector))).await
+    else {
+        return;
+    };
+    let running = list
+        .items
+        .iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+    let Some(name) = running.and_then(|p| p.metadata.name.clone()) else {
+        return;
+    };
+    let Ok(Ok(mut pf)) = tokio::time::timeout(TIMEOUT, pods.portforward(&name, &[target])).await
+    else {
+        return;
+    };
+    if let Some(mut upstream) = pf.take_stream(target) {
+        let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
+    }
+    pf.abort();
+}
+
+/// A pod's state in a few words, for a not-ready message.
+fn describe(pod: &Pod) -> String {
+    let status = pod.status.clone().unwrap_or_default();
+    let waiting: Vec<String> = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .filter_map(|c| {
+            let w = c.state.as_ref()?.waiting.as_ref()?;
+            Some(format!(
+                "{} waiting {} (restarts {})",
+                c.name,
+                w.reason.clone().unwrap_or_default(),
+                c.restart_count
+            ))
+        })
+        .collect();
+    format!(
+        "pod {} phase {}{}",
+        pod.metadata.name.as_deref().unwrap_or("?"),
+        status.phase.as_deref().unwrap_or("Unknown"),
+        if waiting.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", waiting.join("; "))
+        }
+    )
+}
+
+/// Deletes the namespaces of runs whose owner process is provably gone (the container
+/// reaper's rule); returns their names.
+pub async fn reap(client: &Client) -> Result<Vec<String>, String> {
+    let api = Api::<Namespace>::all(client.clone());
+    let list = bounded(
+        api.list(&ListParams::default().labels(LABEL_RUN)),
+        "listing run namespaces",
+    )
+    .await?;
+    let mut reaped = Vec::new();
+    for ns in list.items {
+        let annotations: HashMap<String, String> = ns
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let name = ns.metadata.name.clone().unwrap_or_default();
+        let terminating =
+            ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
+        if terminating {
+            continue;
+        }
+        if let Verdict::Reap(_) = decide_labelled(&annotations, Owner::this_process(), liveness) {
+            bounded(
+                api.delete(&name, &DeleteParams::background()),
+                &format!("deleting namespace {name}"),
+            )
+            .await?;
+            reaped.push(name);
+        }
+    }
+    Ok(reaped)
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("run-1a2b", "platform-run-1a2b")]
+    #[case("Run_ID.9", "platform-run-id-9")]
+    #[case(&"x".repeat(80), &format!("platform-{}", "x".repeat(54)))]
+    fn namespaces_are_dns_labels(#[case] run: &str, #[case] expected: &str) {
+        assert_eq!(super::namespace_for(run), expected);
+        assert!(expected.len() <= 63);
+    }
+}

@@ -1,0 +1,197 @@
+//! A platform's services on a cluster, in dependency order (each wave: the services whose
+//! dependencies are ready, started together), rendered with the run's secrets, with the
+//! endpoints the checks get: 127.0.0.1 and the port-forwards' local ports.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use kube::Client;
+
+use super::KubePlatform;
+use crate::platform::render;
+use crate::platform::Endpoint;
+use crate::secrets::Secrets;
+use crate::spec::platform::{PlatformSpec, ReadyCondition, ServiceSpec};
+use crate::spec::template;
+
+pub struct KubeRun {
+    pub platform: KubePlatform,
+    pub endpoints: BTreeMap<String, Endpoint>,
+    /// Each service's own start to ready.
+    pub ready_in: BTreeMap<String, Duration>,
+}
+
+/// Starts `needed` and what they depend on. On an error the namespace is already deleted.
+pub async fn start_all(
+    client: Client,
+    spec: &PlatformSpec,
+    needed: &BTreeSet<String>,
+    secrets: &Secrets,
+    run_id: &str,
+) -> Result<KubeRun, String> {
+    let platform = KubePlatform::create(client, run_id).await?;
+    match start_in(&platform, spec, needed, secrets).await {
+        Ok((endpoints, ready_in)) => Ok(KubeRun {
+            platform,
+            endpoints,
+            ready_in,
+        }),
+        Err(e) => {
+            let _ = platform.delete().await;
+            Err(e)
+        }
+    }
+}
+
+type Started = (BTreeMap<String, Endpoint>, BTreeMap<String, Duration>);
+
+async fn start_in(
+    kp: &KubePlatform,
+    spec: &PlatformSpec,
+    needed: &BTreeSet<String>,
+    secrets: &Secrets,
+) -> Result<Started, String> {
+    let all = with_dependencies(spec, needed)?;
+    let mut endpoints = BTreeMap::new();
+    let mut ready_in = BTreeMap::new();
+    while ready_in.len() < all.len() {
+        let wave: Vec<&ServiceSpec> = all
+            .iter()
+            .map(|s| &spec.services[s])
+            .filter(|s| !ready_in.contains_key(&s.name))
+            .filter(|s| s.depends_on.iter().all(|d| ready_in.contains_key(d)))
+            .collect();
+        if wave.is_empty() {
+            return Err("services depend on each other in a cycle".into());
+        }
+        let starts = wave.iter().map(|svc| start_one(kp, spec, svc, secrets));
+        for (svc, result) in wave.iter().zip(futures::future::join_all(starts).await) {
+            let (endpoint, took) = result?;
+            crate::platform::say(format!(
+                "platform: {} ready in {:.1} s (kubernetes)",
+                svc.name,
+                took.as_secs_f64()
+            ));
+            endpoints.insert(svc.name.clone(), endpoint);
+            ready_in.insert(svc.name.clone(), took);
+        }
+    }
+    Ok((endpoints, ready_in))
+}
+
+fn with_dependencies(
+    spec: &PlatformSpec,
+    needed: &BTreeSet<String>,
+) -> Result<BTreeSet<String>, String> {
+    let mut all = BTreeSet::new();
+    let mut todo: Vec<String> = needed.iter().cloned().collect();
+    while let Some(s) = todo.pop() {
+        let svc = spec
+            .services
+            .get(&s)
+            .ok_or_else(|| format!("service `{s}` is not in {}", spec.file.display()))?;
+        if all.insert(s) {
+            todo.extend(svc.depends_on.iter().cloned());
+        }
+    }
+    Ok(all)
+}
+
+async fn start_one(
+    kp: &KubePlatform,
+    spec: &PlatformSpec,
+    svc: &ServiceSpec,
+    secrets: &Secrets,
+) -> Result<(Endpoint, Duration), String> {
+    let started = Instant::now();
+    let fail = |e: String| format!("service `{}`: {e}", svc.name);
+    let render = |t: &str| template::render(t, render::secrets_only(secrets)).map_err(fail);
+    let env = svc
+        .env
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), render(v)?)))
+        .collect::<Result<BTreeMap<_, _>, String>>()?;
+    let args = svc
+        .command
+        .iter()
+        .map(|a| render(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let files = render::copies(spec.base_dir(), &svc.copy, secrets).map_err(fail)?;
+    kp.start(svc, &env, &args, &files).await?;
+    let ports = kp.forward(svc).await?;
+    kp.wait_ready(svc).await?;
+    // What the kubelet's probe could not judge (a status or body), through the forward.
+    for r in &svc.ready {
+        if let ReadyCondition::Http {
+            port,
+            path,
+            status,
+            body_matches,
+        } = r
+        {
+            let deadline = started + svc.startup_timeout;
+            http_ready(
+                ports[port],
+                path,
+                *status,
+                body_matches.as_deref(),
+                deadline,
+            )
+            .await
+            .map_err(fail)?;
+        }
+    }
+    let params = svc
+        .endpoint
+        .iter()
+        .map(|(k, v)| {
+            template::render(v, render::started(&ports, secrets))
+                .map(|v| (k.clone(), v))
+                .map_err(fail)
+        })
+        .collect::<Result<BTreeMap<_, _>, String>>()?;
+    let endpoint = Endpoint {
+        service: svc.name.clone(),
+        host: "127.0.0.1".into(),
+        ports,
+        params,
+    };
+    Ok((endpoint, started.elapsed()))
+}
+
+async fn http_ready(
+    port: u16,
+    path: &str,
+    status: u16,
+    body: Option<&str>,
+    deadline: Instant,
+) -> Result<(), String> {
+    let re = body
+        .map(regex::Regex::new)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline {
+        match client.get(&url).send().await {
+            Ok(r) if r.status().as_u16() == status => {
+                let text = r.text().await.unwrap_or_default();
+                if re.as_ref().is_none_or(|re| re.is_match(&text)) {
+                    return Ok(());
+                }
+                last = format!(
+                    "GET {path}: the body does not match `{}`",
+                    body.unwrap_or("")
+                );
+            }
+            Ok(r) => last = format!("GET {path}: HTTP {}", r.status()),
+            Err(e) => last = format!("GET {path}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(format!("not ready: {last}"))
+}

@@ -1,0 +1,198 @@
+//! The start of the Kubernetes backend against the kit's cluster (fixtures/k8s/cluster up):
+//! the observability platform's Redis in a run namespace, ready, checked through a
+//! port-forward by the same suite step as on containers, and the namespace gone after;
+//! a namespace whose owner process is dead is reaped, a live one kept. Without a running
+//! cluster the tests say so and return.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use platform_harness::checks::{run_check, Outcome, Vars};
+use platform_harness::platform::endpoint::Endpoint;
+use platform_harness::platform::kubernetes::run::start_all;
+use platform_harness::platform::kubernetes::{namespace_for, reap, KubePlatform};
+use platform_harness::platform::reaper::{Owner, LABEL_RUN};
+use platform_harness::secrets::Secrets;
+use platform_harness::spec::{PlatformSpec, Suite};
+use serde_json::json;
+
+async fn cluster() -> Option<Client> {
+    let path = std::env::var("PLATFORM_K8S_KUBECONFIG")
+        .unwrap_or_else(|_| "/var/lib/platform-k8s/admin.kubeconfig".into());
+    let Ok(kc) = Kubeconfig::read_from(&path) else {
+        eprintln!("skipped: no Kubernetes cluster ({path} unreadable); start the kit's with `fixtures/k8s/cluster up`");
+        return None;
+    };
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("a usable kubeconfig");
+    let client = Client::try_from(config).expect("a client");
+    match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
+        Ok(Ok(_)) => Some(client),
+        _ => {
+            eprintln!("skipped: the cluster of {path} does not answer; start the kit's with `fixtures/k8s/cluster up`");
+            None
+        }
+    }
+}
+
+async fn namespace_exists(client: &Client, name: &str) -> bool {
+    Api::<Namespace>::all(client.clone())
+        .get_opt(name)
+        .await
+        .expect("the API answers")
+        .is_some_and(|ns| ns.status.and_then(|s| s.phase).as_deref() != Some("Terminating"))
+}
+
+#[tokio::test]
+async fn redis_starts_in_a_run_namespace_answers_through_a_port_forward_and_goes() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let platform =
+        PlatformSpec::load(Path::new("../fixtures/platforms/observability.toml")).unwrap();
+    let redis = &platform.services["redis"];
+    let run = format!(
+        "k8s-backend-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let kp = KubePlatform::create(client.clone(), &run)
+        .await
+        .expect("a run namespace");
+    let password = "k8s-backend-pw-5c1e";
+    let env = BTreeMap::from([("REDIS_PASSWORD".to_string(), password.to_string())]);
+    kp.start(redis, &env, &[], &[])
+        .await
+        .expect("the objects are created");
+    let ready_in = kp.wait_ready(redis).await.expect("redis gets ready");
+    eprintln!("redis ready in {ready_in:?} on Kubernetes");
+    let ports = kp.forward(redis).await.expect("a port-forward");
+
+    let endpoint = Endpoint {
+        service: "redis".into(),
+        host: "127.0.0.1".into(),
+        ports: ports.clone(),
+        params: BTreeMap::from([("password".into(), password.into())]),
+    };
+    let suite = "service = \"redis\"\n[[check]]\nname = \"r\"\n[[check.step]]\nredis.roundtrip = { entries = 5 }\n";
+    let suite = Suite::parse(Path::new("k8s.toml"), suite, &platform).unwrap();
+    let endpoints = BTreeMap::from([("redis".to_string(), endpoint)]);
+    let run_result = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_check(&suite.checks[0], &endpoints, Vars::new()),
+    )
+    .await
+    .expect("the check finishes");
+    assert_eq!(run_result.outcome, Outcome::Passed);
+
+    kp.delete().await.expect("the namespace is deleted");
+    let started = Instant::now();
+    while namespace_exists(&client, &kp.namespace).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} still there",
+            kp.namespace
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The forward's listener went with it.
+    let port = ports["redis"];
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "port {port} still open"
+    );
+}
+
+/// A run namespace as another process would have left it.
+async fn namespace_of(client: &Client, name: &str, owner: &Owner) {
+    let annotations: HashMap<String, String> = owner.labels().into_iter().collect();
+    let ns: Namespace = serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": { LABEL_RUN: name }, "annotations": annotations },
+    }))
+    .unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("a namespace");
+}
+
+#[tokio::test]
+async fn a_dead_runs_namespace_is_reaped_and_a_live_ones_kept() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let me = Owner::this_process();
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let dead = namespace_for(&format!("dead-{id}"));
+    let live = namespace_for(&format!("live-{id}"));
+    // PID 4194304 is above Linux's maximum: nobody owns it.
+    namespace_of(
+        &client,
+        &dead,
+        &Owner {
+            pid: 4_194_304,
+            ..me.clone()
+        },
+    )
+    .await;
+    namespace_of(&client, &live, me).await;
+
+    let reaped = reap(&client).await.expect("reaping works");
+    assert!(reaped.contains(&dead), "{reaped:?}");
+    assert!(!reaped.contains(&live), "{reaped:?}");
+    assert!(!namespace_exists(&client, &dead).await);
+    assert!(namespace_exists(&client, &live).await);
+    Api::<Namespace>::all(client)
+        .delete(&live, &DeleteParams::default())
+        .await
+        .expect("the live one is removed by its owner");
+}
+
+/// The observability platform's redis-exporter and, through `depends_on`, Redis: started in
+/// order, the exporter finding Redis by its Service name, ready by its HTTP condition (body
+/// `redis_up 1`) through the forward; the same suite step as on containers passes.
+#[tokio::test]
+async fn a_platform_file_starts_in_dependency_order_and_its_suite_step_passes() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let platform =
+        PlatformSpec::load(Path::new("../fixtures/platforms/observability.toml")).unwrap();
+    let secrets = Secrets::resolve(&platform.secrets, platform.base_dir()).unwrap();
+    let run = format!(
+        "k8s-run-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let needed = BTreeSet::from(["redis-exporter".to_string()]);
+    let started = start_all(client.clone(), &platform, &needed, &secrets, &run)
+        .await
+        .expect("redis and its exporter start");
+    eprintln!("ready on Kubernetes: {:?}", started.ready_in);
+    assert_eq!(
+        started.ready_in.keys().collect::<Vec<_>>(),
+        ["redis", "redis-exporter"]
+    );
+
+    let suite = "service = \"redis\"\n[[check]]\nname = \"r\"\n[[check.step]]\nredis.roundtrip = { entries = 5 }\n";
+    let suite = Suite::parse(Path::new("k8s.toml"), suite, &platform).unwrap();
+    let run_result = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_check(&suite.checks[0], &started.endpoints, Vars::new()),
+    )
+    .await
+    .expect("the check finishes");
+    assert_eq!(run_result.outcome, Outcome::Passed);
+    started
+        .platform
+        .delete()
+        .await
+        .expect("the namespace is deleted");
+    assert!(!namespace_exists(&client, &started.platform.namespace).await);
+}
