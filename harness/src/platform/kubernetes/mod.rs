@@ -2,8 +2,10 @@
 //! annotated with its owner process, as containers are), a Deployment, Service and ConfigMap
 //! per platform service, readiness from the Deployment and the pod's log, port-forwards on
 //! 127.0.0.1 for the checks, the namespace deleted at the end and reaped when its owner died.
-//! Not yet wired to `PLATFORM_BACKEND`; see fixtures/k8s/README.md.
+//! A run uses it with `PLATFORM_BACKEND=kubernetes` (`backend`); see fixtures/k8s/README.md.
 
+pub mod backend;
+pub mod exec;
 pub mod manifests;
 pub mod run;
 
@@ -24,16 +26,16 @@ use crate::spec::platform::{ReadyCondition, ServiceSpec};
 use manifests::{Workload, LABEL_SERVICE};
 
 /// Every API call is bounded by this; readiness by the service's startup timeout.
-const TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct KubePlatform {
-    client: Client,
+    pub(crate) client: Client,
     pub namespace: String,
     labels: BTreeMap<String, String>,
     forwards: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     f: impl std::future::Future<Output = kube::Result<T>>,
     doing: &str,
 ) -> Result<T, String> {
@@ -154,6 +156,40 @@ impl KubePlatform {
         Err(format!(
             "service `{}` not ready within {:?} in namespace {}: {last}",
             svc.name, svc.startup_timeout, self.namespace
+        ))
+    }
+
+    /// Waits (bounded by `until`) until the service's container runs: what `after_start`
+    /// commands need, before any readiness.
+    pub async fn wait_running(&self, svc: &ServiceSpec, until: Instant) -> Result<(), String> {
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
+        let selector = format!("{LABEL_SERVICE}={}", svc.name);
+        let mut last = String::from("no pod yet");
+        while Instant::now() < until {
+            let list = bounded(
+                pods.list(&ListParams::default().labels(&selector)),
+                "listing its pod",
+            )
+            .await?;
+            if let Some(pod) = list.items.first() {
+                let running = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                    });
+                if running {
+                    return Ok(());
+                }
+                last = describe(pod);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Err(format!(
+            "service `{}`: its container did not run within {:?}: {last}",
+            svc.name, svc.startup_timeout
         ))
     }
 

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use kube::Client;
 
 use super::KubePlatform;
+use crate::kinds::{StepContext, Vars};
 use crate::platform::render;
 use crate::platform::Endpoint;
 use crate::secrets::Secrets;
-use crate::spec::platform::{PlatformSpec, ReadyCondition, ServiceSpec};
+use crate::spec::platform::{PlatformSpec, ReadyCondition, ReadyStep, ServiceSpec};
 use crate::spec::template;
 
 pub struct KubeRun {
@@ -19,6 +20,8 @@ pub struct KubeRun {
     pub endpoints: BTreeMap<String, Endpoint>,
     /// Each service's own start to ready.
     pub ready_in: BTreeMap<String, Duration>,
+    /// When each was ready, counted from the platform's start (dependencies included).
+    pub ready_at: BTreeMap<String, Duration>,
 }
 
 /// Starts `needed` and what they depend on. On an error the namespace is already deleted.
@@ -31,10 +34,11 @@ pub async fn start_all(
 ) -> Result<KubeRun, String> {
     let platform = KubePlatform::create(client, run_id).await?;
     match start_in(&platform, spec, needed, secrets).await {
-        Ok((endpoints, ready_in)) => Ok(KubeRun {
+        Ok((endpoints, ready_in, ready_at)) => Ok(KubeRun {
             platform,
             endpoints,
             ready_in,
+            ready_at,
         }),
         Err(e) => {
             let _ = platform.delete().await;
@@ -43,7 +47,11 @@ pub async fn start_all(
     }
 }
 
-type Started = (BTreeMap<String, Endpoint>, BTreeMap<String, Duration>);
+type Started = (
+    BTreeMap<String, Endpoint>,
+    BTreeMap<String, Duration>,
+    BTreeMap<String, Duration>,
+);
 
 async fn start_in(
     kp: &KubePlatform,
@@ -51,9 +59,11 @@ async fn start_in(
     needed: &BTreeSet<String>,
     secrets: &Secrets,
 ) -> Result<Started, String> {
+    let platform_start = Instant::now();
     let all = with_dependencies(spec, needed)?;
     let mut endpoints = BTreeMap::new();
     let mut ready_in = BTreeMap::new();
+    let mut ready_at = BTreeMap::new();
     while ready_in.len() < all.len() {
         let wave: Vec<&ServiceSpec> = all
             .iter()
@@ -74,9 +84,10 @@ async fn start_in(
             ));
             endpoints.insert(svc.name.clone(), endpoint);
             ready_in.insert(svc.name.clone(), took);
+            ready_at.insert(svc.name.clone(), platform_start.elapsed());
         }
     }
-    Ok((endpoints, ready_in))
+    Ok((endpoints, ready_in, ready_at))
 }
 
 fn with_dependencies(
@@ -119,6 +130,28 @@ async fn start_one(
     let files = render::copies(spec.base_dir(), &svc.copy, secrets).map_err(fail)?;
     kp.start(svc, &env, &args, &files).await?;
     let ports = kp.forward(svc).await?;
+    let deadline = started + svc.startup_timeout;
+    if !svc.after_start.is_empty() {
+        kp.wait_running(svc, deadline).await?;
+        let vars = render::started(&ports, secrets);
+        for argv in &svc.after_start {
+            let argv = argv
+                .iter()
+                .map(|a| template::render(a, &vars))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(fail)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let out = kp.exec(&svc.name, &argv, left).await?;
+            if out.exit_code != 0 {
+                return Err(fail(format!(
+                    "after-start command `{}` exited {}: {}",
+                    argv.join(" "),
+                    out.exit_code,
+                    format!("{}{}", out.stdout, out.stderr).trim()
+                )));
+            }
+        }
+    }
     kp.wait_ready(svc).await?;
     // What the kubelet's probe could not judge (a status or body), through the forward.
     for r in &svc.ready {
@@ -129,7 +162,6 @@ async fn start_one(
             body_matches,
         } = r
         {
-            let deadline = started + svc.startup_timeout;
             http_ready(
                 ports[port],
                 path,
@@ -156,7 +188,39 @@ async fn start_one(
         ports,
         params,
     };
+    // A check step as readiness (Trino runs a query): against the endpoint checks get.
+    for r in &svc.ready {
+        if let ReadyCondition::Step(step) = r {
+            step_ready(&endpoint, step, deadline).await.map_err(fail)?;
+        }
+    }
     Ok((endpoint, started.elapsed()))
+}
+
+async fn step_ready(
+    endpoint: &Endpoint,
+    step: &ReadyStep,
+    deadline: Instant,
+) -> Result<(), String> {
+    let endpoints = BTreeMap::from([(endpoint.service.clone(), endpoint.clone())]);
+    let vars = Vars::new();
+    let mut last = String::from("not tried yet");
+    while Instant::now() < deadline {
+        let cx = StepContext {
+            endpoint,
+            endpoints: &endpoints,
+            vars: &vars,
+            shell: None,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, step.action.run(&cx)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => last = crate::mask::clip(e.message(), 300).to_string(),
+            Err(_) => last = "the last attempt did not finish in time".into(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(format!("not ready: step `{}`: {last}", step.name))
 }
 
 async fn http_ready(
