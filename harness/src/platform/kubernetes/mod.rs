@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -94,14 +94,34 @@ impl KubePlatform {
         args: &[String],
         files: &[(String, Vec<u8>)],
     ) -> Result<(), String> {
+        let r = manifests::Rendered {
+            env: env.clone(),
+            args: args.to_vec(),
+            files: files.to_vec(),
+            ..Default::default()
+        };
+        self.start_rendered(svc, &r).await
+    }
+
+    /// Creates the service's objects, its secrets as Secrets.
+    pub async fn start_rendered(
+        &self,
+        svc: &ServiceSpec,
+        r: &manifests::Rendered,
+    ) -> Result<(), String> {
         let ns = &self.namespace;
         let Workload {
             deployment,
             service,
             config_map,
-        } = manifests::workload(svc, env, args, files, &self.labels);
+            secrets,
+        } = manifests::workload_of(svc, r, &self.labels);
         let pp = PostParams::default();
         let doing = |what: &str| format!("service `{}`: creating its {what} in {ns}", svc.name);
+        for secret in secrets {
+            let api = Api::<Secret>::namespaced(self.client.clone(), ns);
+            bounded(api.create(&pp, &secret), &doing("Secret")).await?;
+        }
         if let Some(cm) = config_map {
             let api = Api::<ConfigMap>::namespaced(self.client.clone(), ns);
             bounded(api.create(&pp, &cm), &doing("ConfigMap")).await?;

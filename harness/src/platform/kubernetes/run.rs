@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use kube::Client;
 
+use super::manifests::Rendered;
 use super::KubePlatform;
 use crate::kinds::{StepContext, Vars};
 use crate::platform::render;
@@ -116,19 +117,8 @@ async fn start_one(
 ) -> Result<(Endpoint, Duration), String> {
     let started = Instant::now();
     let fail = |e: String| format!("service `{}`: {e}", svc.name);
-    let render = |t: &str| template::render(t, render::secrets_only(secrets)).map_err(fail);
-    let env = svc
-        .env
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), render(v)?)))
-        .collect::<Result<BTreeMap<_, _>, String>>()?;
-    let args = svc
-        .command
-        .iter()
-        .map(|a| render(a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let files = render::copies(spec.base_dir(), &svc.copy, secrets).map_err(fail)?;
-    kp.start(svc, &env, &args, &files).await?;
+    let rendered = rendered(spec, svc, secrets).map_err(fail)?;
+    kp.start_rendered(svc, &rendered).await?;
     let ports = kp.forward(svc).await?;
     let deadline = started + svc.startup_timeout;
     if !svc.after_start.is_empty() {
@@ -195,6 +185,53 @@ async fn start_one(
         }
     }
     Ok((endpoint, started.elapsed()))
+}
+
+/// The env var a secret reaches `args` through (`$(VAR)`, which the kubelet expands).
+fn secret_var(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("PLATFORM_SECRET_{clean}")
+}
+
+/// The service's env, args and files rendered, secrets apart: an env value that uses a
+/// secret comes from the service's Secret, an argument names it as `$(PLATFORM_SECRET_X)`,
+/// templated files go in a Secret volume.
+fn rendered(spec: &PlatformSpec, svc: &ServiceSpec, secrets: &Secrets) -> Result<Rendered, String> {
+    let mut r = Rendered::default();
+    for (k, v) in &svc.env {
+        let value = template::render(v, render::secrets_only(secrets))?;
+        if v.contains("${secret.") {
+            r.secret_env.insert(k.clone(), value);
+        } else {
+            r.env.insert(k.clone(), value);
+        }
+    }
+    let used = std::cell::RefCell::new(BTreeMap::new());
+    let by_reference = |key: &str| {
+        let name = key.strip_prefix("secret.")?;
+        let value = secrets.get(name)?;
+        used.borrow_mut()
+            .insert(secret_var(name), value.to_string());
+        Some(format!("$({})", secret_var(name)))
+    };
+    r.args = svc
+        .command
+        .iter()
+        .map(|a| template::render(a, &by_reference))
+        .collect::<Result<Vec<_>, _>>()?;
+    r.secret_env.extend(used.into_inner());
+    r.files = render::copies(spec.base_dir(), &svc.copy, secrets)?;
+    r.files_secret = svc.copy.iter().any(|c| c.template);
+    Ok(r)
 }
 
 async fn step_ready(
