@@ -153,6 +153,7 @@ impl KubePlatform {
             .and_then(|l| l.items.into_iter().next());
             if let Some(pod) = &pod {
                 last = describe(pod);
+                image_missing(pod, svc)?;
             }
             if available {
                 if let Some(name) = pod.and_then(|p| p.metadata.name) {
@@ -204,6 +205,7 @@ impl KubePlatform {
                     return Ok(());
                 }
                 last = describe(pod);
+                image_missing(pod, svc)?;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -284,6 +286,31 @@ async fn forward_one(
         let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
     }
     pf.abort();
+}
+
+/// An image the node cannot get never comes (the kit's cluster has no registry): an error
+/// at once, saying how to import it, rather than waiting out the startup timeout.
+fn image_missing(pod: &Pod, svc: &ServiceSpec) -> Result<(), String> {
+    let pulling = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
+        .find(|r| {
+            matches!(
+                *r,
+                "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull"
+            )
+        });
+    match pulling {
+        Some(reason) => Err(format!(
+            "service `{}`: the node has no image {} ({reason}); import it into the cluster: K8S_IMPORT_IMAGES=\"{}\" fixtures/k8s/cluster up",
+            svc.name, svc.image, svc.image
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A pod's state in a few words, for a not-ready message.
