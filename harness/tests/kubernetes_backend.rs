@@ -1,8 +1,10 @@
 //! The start of the Kubernetes backend against the kit's cluster (fixtures/k8s/cluster up):
 //! the observability platform's Redis in a run namespace, ready, checked through a
 //! port-forward by the same suite step as on containers, and the namespace gone after;
-//! a namespace whose owner process is dead is reaped, a live one kept. Without a running
-//! cluster the tests say so and return.
+//! a namespace whose owner process is dead is reaped, a live one kept; `platform-verify run`
+//! with `PLATFORM_BACKEND=kubernetes` passes the postgres suite, fails a failing check, and
+//! leaves no namespace either way; an unknown backend is refused by name. Without a running
+//! cluster the cluster tests say so and return.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -195,4 +197,141 @@ async fn a_platform_file_starts_in_dependency_order_and_its_suite_step_passes() 
         .await
         .expect("the namespace is deleted");
     assert!(!namespace_exists(&client, &started.platform.namespace).await);
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_platform-verify");
+
+/// `platform-verify run` of the default platform on the cluster with the suites of `dir`:
+/// its exit code, its output, and the run's namespace (from "run <id>: starting").
+fn run_on_kubernetes(dir: &Path) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(BIN)
+        .current_dir("..")
+        .env("PLATFORM_BACKEND", "kubernetes")
+        .args(["run", "--platform", "fixtures/platform.toml", "--suites"])
+        .arg(dir.join("suites"))
+        .arg("--junit")
+        .arg(dir.join("junit.xml"))
+        .output()
+        .expect("platform-verify runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run_id = text
+        .split("platform: run ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .unwrap_or_else(|| panic!("no run id in:\n{text}"))
+        .to_string();
+    (out.status.code(), text, namespace_for(&run_id))
+}
+
+/// Deletion is asynchronous (the API server empties the namespace first): bounded wait.
+async fn gone_within(client: &Client, namespace: &str, limit: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if Api::<Namespace>::all(client.clone())
+            .get_opt(namespace)
+            .await
+            .expect("the API answers")
+            .is_none()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
+}
+
+fn suites_dir(name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("k8s-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("suites")).unwrap();
+    for (file, text) in files {
+        std::fs::write(dir.join("suites").join(file), text).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn the_postgres_suite_passes_on_the_backend_and_its_namespace_goes() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let postgres = std::fs::read_to_string("../suites/postgres.toml").unwrap();
+    let dir = suites_dir("pass", &[("postgres.toml", &postgres)]);
+    let (code, text, namespace) = tokio::task::spawn_blocking(move || run_on_kubernetes(&dir))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("postgres ready in") && text.contains("(kubernetes)"),
+        "{text}"
+    );
+    assert!(!text.contains("FAILED"), "{text}");
+    assert!(
+        gone_within(&client, &namespace, Duration::from_secs(90)).await,
+        "{namespace} still there after the run"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_check_on_the_backend_fails_the_run_and_its_namespace_goes() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let suite = r#"service = "postgres"
+[[check]]
+name = "logs_in"
+[[check.step]]
+postgres.connect = {}
+expect = [{ path = "$.user", equals = "platform" }]
+[[check]]
+name = "wrong_answer"
+[[check.step]]
+postgres.query.sql = "SELECT 1 AS one"
+expect = [{ path = "$.rows[0].one", equals = 2 }]
+"#;
+    let dir = suites_dir("fail", &[("pgfail.toml", suite)]);
+    let junit = dir.join("junit.xml");
+    let (code, text, namespace) = tokio::task::spawn_blocking(move || run_on_kubernetes(&dir))
+        .await
+        .unwrap();
+    assert_ne!(code, Some(0), "{text}");
+    let report = std::fs::read_to_string(&junit).expect("JUnit written");
+    assert_eq!(report.matches("<failure").count(), 1, "{report}");
+    assert!(report.contains("wrong_answer"), "{report}");
+    assert!(
+        gone_within(&client, &namespace, Duration::from_secs(90)).await,
+        "{namespace} still there after the failing run"
+    );
+}
+
+/// No cluster needed: the value is refused before anything starts.
+#[test]
+fn an_unknown_backend_is_refused_by_name() {
+    let out = std::process::Command::new(BIN)
+        .current_dir("..")
+        .env("PLATFORM_BACKEND", "nomad")
+        .args([
+            "run",
+            "--platform",
+            "fixtures/platform.toml",
+            "--suites",
+            "suites",
+        ])
+        .output()
+        .expect("platform-verify runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("PLATFORM_BACKEND=\"nomad\""), "{text}");
+    assert!(
+        text.contains("`containers`") && text.contains("`kubernetes`"),
+        "{text}"
+    );
+    assert!(!text.contains("starting"), "nothing starts: {text}");
 }

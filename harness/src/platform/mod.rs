@@ -1,6 +1,7 @@
 //! Platform backends: containers started for the run, or an already-running platform.
 //! Checks only ever see `Endpoint`s.
 
+pub mod backend;
 pub mod containers;
 pub mod cpu;
 pub mod docker;
@@ -62,6 +63,8 @@ pub struct ServiceStart {
 pub enum Platform {
     Containers(containers::ContainerPlatform),
     External(external::ExternalPlatform),
+    /// `PLATFORM_BACKEND=kubernetes`: the services in a namespace of a cluster.
+    Kubernetes(kubernetes::backend::KubeBackend),
 }
 
 impl Platform {
@@ -69,6 +72,7 @@ impl Platform {
         match self {
             Self::Containers(c) => c.endpoint(service).await,
             Self::External(e) => e.endpoint(service),
+            Self::Kubernetes(k) => k.endpoint(service),
         }
     }
 
@@ -77,6 +81,7 @@ impl Platform {
             Self::Containers(c) => c.log_tail(service).await,
             // Its logs live wherever it runs; the harness has no access to them.
             Self::External(_) => None,
+            Self::Kubernetes(k) => k.log_tail(service).await,
         }
     }
 
@@ -85,6 +90,7 @@ impl Platform {
     pub fn shell(&self) -> Option<&dyn crate::kinds::ServiceShell> {
         match self {
             Self::Containers(c) => Some(c),
+            Self::Kubernetes(k) => Some(k),
             Self::External(_) => None,
         }
     }
@@ -93,13 +99,15 @@ impl Platform {
     pub fn failed_start_tail(&self, service: &str) -> Option<String> {
         match self {
             Self::Containers(c) => c.failed_start_tail(service),
-            Self::External(_) => None,
+            // A failed start fails the whole run, its message naming the pod's state.
+            Self::External(_) | Self::Kubernetes(_) => None,
         }
     }
 
     pub fn timings(&self) -> Vec<ServiceStart> {
         match self {
             Self::Containers(c) => c.timings(),
+            Self::Kubernetes(k) => k.timings(),
             Self::External(_) => Vec::new(),
         }
     }
@@ -108,6 +116,7 @@ impl Platform {
     pub async fn shutdown(&self) -> docker::Cleanup {
         match self {
             Self::Containers(c) => c.shutdown().await,
+            Self::Kubernetes(k) => k.shutdown().await,
             Self::External(_) => docker::Cleanup::default(),
         }
     }
@@ -116,6 +125,7 @@ impl Platform {
     pub async fn exited(&self, service: &str) -> Option<String> {
         match self {
             Self::Containers(c) => c.exited(service).await,
+            Self::Kubernetes(k) => k.exited(service).await,
             Self::External(_) => None,
         }
     }
@@ -124,6 +134,7 @@ impl Platform {
     pub fn problems(&self) -> Vec<String> {
         match self {
             Self::Containers(c) => c.problems(),
+            Self::Kubernetes(k) => k.problems(),
             Self::External(_) => Vec::new(),
         }
     }

@@ -125,8 +125,11 @@ fn on_signal() {
 
 fn remove_by_label(runs: Vec<String>) {
     for run in runs {
-        let c = docker::remove_run_blocking(&run);
-        for p in c.problems {
+        let mut problems = docker::remove_run_blocking(&run).problems;
+        problems.extend(crate::platform::kubernetes::backend::remove_run_blocking(
+            &run,
+        ));
+        for p in problems {
             console::say(format!("platform: cleanup problem: {p}"));
         }
     }

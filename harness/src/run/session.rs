@@ -13,8 +13,10 @@ use tokio::sync::watch;
 
 use super::{interrupt, RunError};
 use crate::checks::{run_check_with, CheckRun, Outcome, Vars};
+use crate::platform::backend::{self, Backend};
 use crate::platform::containers::ContainerPlatform;
 use crate::platform::external::ExternalPlatform;
+use crate::platform::kubernetes::backend::KubeBackend;
 use crate::platform::up::UpState;
 use crate::platform::{docker, Platform};
 use crate::report::console::{failure_text, verdict_word};
@@ -109,6 +111,18 @@ impl Session {
             masker.extend(e.credential_values_secret());
         }
         console::init(masker.clone());
+        let backend = Backend::from_env().map_err(|(value, reason)| RunError::Setting {
+            name: backend::VAR,
+            value,
+            reason,
+        })?;
+        if backend == Backend::Kubernetes && up.is_some() {
+            return Err(RunError::Setting {
+                name: backend::VAR,
+                value: "kubernetes".into(),
+                reason: "a run on the kubernetes backend cannot attach to an `up` platform of containers; `down` it or unset PLATFORM_BACKEND".into(),
+            });
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -155,17 +169,31 @@ impl Session {
                     to_start.join(", ")
                 ));
             }
-            match rt.block_on(ContainerPlatform::start_attached(
-                &spec.platform,
-                &needed,
-                &secrets,
-                &run_id,
-                attached,
-            )) {
-                Ok(p) => (Some(Platform::Containers(p)), None),
+            let started = match backend {
+                Backend::Containers => rt
+                    .block_on(ContainerPlatform::start_attached(
+                        &spec.platform,
+                        &needed,
+                        &secrets,
+                        &run_id,
+                        attached,
+                    ))
+                    .map(Platform::Containers)
+                    .map_err(|e| e.to_string()),
+                Backend::Kubernetes => rt
+                    .block_on(KubeBackend::start(
+                        &spec.platform,
+                        &needed,
+                        &secrets,
+                        &run_id,
+                    ))
+                    .map(Platform::Kubernetes),
+            };
+            match started {
+                Ok(p) => (Some(p), None),
                 Err(e) => {
                     console::say(format!("error: {e}"));
-                    (None, Some(e.to_string()))
+                    (None, Some(e))
                 }
             }
         };
@@ -539,7 +567,7 @@ impl Session {
         }
         let cleanup = match &self.platform {
             Some(p) => {
-                if matches!(p, Platform::Containers(_)) {
+                if matches!(p, Platform::Containers(_) | Platform::Kubernetes(_)) {
                     console::say(format!("platform: removing run {}", self.run_id));
                 }
                 self.rt.block_on(p.shutdown())

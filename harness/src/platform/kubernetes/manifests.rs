@@ -1,11 +1,12 @@
 //! A platform service as Kubernetes objects (pure, no client): a Deployment of one pod with
 //! the service's image, environment, arguments, ports, memory limit and readiness probe, a
-//! Service with its named ports, and a ConfigMap with the files `copy` puts in.
+//! Service with its named ports, and a ConfigMap with the files `copy` puts in; secrets
+//! (env values and `command` arguments with `${secret.…}`, templated files) go in Secrets.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::ByteString;
 use serde_json::{json, Value};
 
@@ -19,8 +20,24 @@ pub const LABEL_SERVICE: &str = "org.platform-harness.service";
 pub struct Workload {
     pub deployment: Deployment,
     pub service: Service,
-    /// Present when the service copies files in.
+    /// Present when the service copies files in and none is a template.
     pub config_map: Option<ConfigMap>,
+    /// `<name>-env` (secret env values) and `<name>-copy` when a copied file is a template
+    /// (rendered with secrets).
+    pub secrets: Vec<Secret>,
+}
+
+/// What a service's templates rendered to, secrets kept apart.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub env: BTreeMap<String, String>,
+    /// Environment variables from the `<name>-env` Secret (also what `$(VAR)` in `args`
+    /// refers to).
+    pub secret_env: BTreeMap<String, String>,
+    pub args: Vec<String>,
+    pub files: Vec<(String, Vec<u8>)>,
+    /// The files hold secrets (a `copy` with `template = true`): a Secret, not a ConfigMap.
+    pub files_secret: bool,
 }
 
 /// `env` and `args` are rendered (secrets in); `files` are `render::copies`' output.
@@ -31,6 +48,18 @@ pub fn workload(
     files: &[(String, Vec<u8>)],
     labels: &BTreeMap<String, String>,
 ) -> Workload {
+    let r = Rendered {
+        env: env.clone(),
+        args: args.to_vec(),
+        files: files.to_vec(),
+        ..Default::default()
+    };
+    workload_of(svc, &r, labels)
+}
+
+/// As `workload`, with secrets as Secrets.
+pub fn workload_of(svc: &ServiceSpec, r: &Rendered, labels: &BTreeMap<String, String>) -> Workload {
+    let (env, args, files) = (&r.env, &r.args, &r.files);
     let mut pod_labels = labels.clone();
     pod_labels.insert(LABEL_SERVICE.into(), svc.name.clone());
     let selector = json!({ LABEL_SERVICE: svc.name });
@@ -43,7 +72,15 @@ pub fn workload(
         "name": svc.name,
         "image": svc.image,
         "imagePullPolicy": "IfNotPresent",
-        "env": env.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect::<Vec<_>>(),
+        "env": env
+            .iter()
+            .map(|(k, v)| json!({ "name": k, "value": v }))
+            // Secret values first: `$(VAR)` in args and in later values sees only earlier ones.
+            .chain(r.secret_env.keys().map(|k| json!({
+                "name": k,
+                "valueFrom": { "secretKeyRef": { "name": format!("{}-env", svc.name), "key": k } },
+            })))
+            .collect::<Vec<_>>(),
         "ports": ports,
     });
     // The platform file's `command` replaces the image's CMD and keeps its entrypoint, as
@@ -59,6 +96,14 @@ pub fn workload(
     }
     let name = svc.name.clone();
     let mut pod_spec = json!({ "containers": [container], "terminationGracePeriodSeconds": 5 });
+    let mut secrets = Vec::new();
+    if !r.secret_env.is_empty() {
+        secrets.push(Secret {
+            metadata: meta(&format!("{name}-env"), labels),
+            string_data: Some(r.secret_env.clone()),
+            ..Default::default()
+        });
+    }
     let config_map = (!files.is_empty()).then(|| {
         // ConfigMap keys allow no `/`: numbered keys, each mounted at its path by subPath.
         let data: BTreeMap<String, ByteString> = files
@@ -71,13 +116,22 @@ pub fn workload(
             .enumerate()
             .map(|(i, (path, _))| json!({ "name": "copy", "mountPath": path, "subPath": format!("f{i}") }))
             .collect();
+        if r.files_secret {
+            pod_spec["volumes"] = json!([{ "name": "copy", "secret": { "secretName": format!("{name}-copy") } }]);
+            secrets.push(Secret {
+                metadata: meta(&format!("{name}-copy"), labels),
+                data: Some(data),
+                ..Default::default()
+            });
+            return None;
+        }
         pod_spec["volumes"] = json!([{ "name": "copy", "configMap": { "name": format!("{name}-copy") } }]);
-        ConfigMap {
+        Some(ConfigMap {
             metadata: meta(&format!("{name}-copy"), labels),
             binary_data: Some(data),
             ..Default::default()
-        }
-    });
+        })
+    }).flatten();
     let deployment = serde_json::from_value(json!({
         "metadata": { "name": name, "labels": labels },
         "spec": {
@@ -99,6 +153,7 @@ pub fn workload(
         deployment,
         service,
         config_map,
+        secrets,
     }
 }
 
@@ -222,6 +277,33 @@ mod tests {
             mounts[1],
             json!({ "name": "copy", "mountPath": "/etc/b/c.conf", "subPath": "f1" })
         );
+    }
+
+    #[test]
+    fn secrets_are_secrets_referenced_by_env_and_templated_files_a_secret_volume() {
+        let r = Rendered {
+            env: BTreeMap::from([("PLAIN".to_string(), "x".to_string())]),
+            secret_env: BTreeMap::from([("PW".to_string(), "s3cret".to_string())]),
+            args: vec!["--password=$(PW)".into()],
+            files: vec![("/etc/a.conf".to_string(), b"pw=s3cret".to_vec())],
+            files_secret: true,
+        };
+        let w = workload_of(&spec(vec![]), &r, &BTreeMap::new());
+        assert!(w.config_map.is_none());
+        let names: Vec<_> = w
+            .secrets
+            .iter()
+            .filter_map(|s| s.metadata.name.clone())
+            .collect();
+        assert_eq!(names, ["redis-env", "redis-copy"]);
+        let d = serde_json::to_value(&w.deployment).unwrap();
+        assert!(!d.to_string().contains("s3cret"), "{d}");
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["containers"][0]["env"][1]["valueFrom"]["secretKeyRef"],
+            json!({ "name": "redis-env", "key": "PW" })
+        );
+        assert_eq!(pod["volumes"][0]["secret"]["secretName"], "redis-copy");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! annotated with its owner process, as containers are), a Deployment, Service and ConfigMap
 //! per platform service, readiness from the Deployment and the pod's log, port-forwards on
 //! 127.0.0.1 for the checks, the namespace deleted at the end and reaped when its owner died.
-//! Not yet wired to `PLATFORM_BACKEND`; see fixtures/k8s/README.md.
+//! A run uses it with `PLATFORM_BACKEND=kubernetes` (`backend`); see fixtures/k8s/README.md.
 
+pub mod backend;
+pub mod exec;
 pub mod manifests;
 pub mod run;
 
@@ -11,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -24,16 +26,16 @@ use crate::spec::platform::{ReadyCondition, ServiceSpec};
 use manifests::{Workload, LABEL_SERVICE};
 
 /// Every API call is bounded by this; readiness by the service's startup timeout.
-const TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct KubePlatform {
-    client: Client,
+    pub(crate) client: Client,
     pub namespace: String,
     labels: BTreeMap<String, String>,
     forwards: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     f: impl std::future::Future<Output = kube::Result<T>>,
     doing: &str,
 ) -> Result<T, String> {
@@ -92,14 +94,34 @@ impl KubePlatform {
         args: &[String],
         files: &[(String, Vec<u8>)],
     ) -> Result<(), String> {
+        let r = manifests::Rendered {
+            env: env.clone(),
+            args: args.to_vec(),
+            files: files.to_vec(),
+            ..Default::default()
+        };
+        self.start_rendered(svc, &r).await
+    }
+
+    /// Creates the service's objects, its secrets as Secrets.
+    pub async fn start_rendered(
+        &self,
+        svc: &ServiceSpec,
+        r: &manifests::Rendered,
+    ) -> Result<(), String> {
         let ns = &self.namespace;
         let Workload {
             deployment,
             service,
             config_map,
-        } = manifests::workload(svc, env, args, files, &self.labels);
+            secrets,
+        } = manifests::workload_of(svc, r, &self.labels);
         let pp = PostParams::default();
         let doing = |what: &str| format!("service `{}`: creating its {what} in {ns}", svc.name);
+        for secret in secrets {
+            let api = Api::<Secret>::namespaced(self.client.clone(), ns);
+            bounded(api.create(&pp, &secret), &doing("Secret")).await?;
+        }
         if let Some(cm) = config_map {
             let api = Api::<ConfigMap>::namespaced(self.client.clone(), ns);
             bounded(api.create(&pp, &cm), &doing("ConfigMap")).await?;
@@ -131,6 +153,7 @@ impl KubePlatform {
             .and_then(|l| l.items.into_iter().next());
             if let Some(pod) = &pod {
                 last = describe(pod);
+                image_missing(pod, svc)?;
             }
             if available {
                 if let Some(name) = pod.and_then(|p| p.metadata.name) {
@@ -154,6 +177,41 @@ impl KubePlatform {
         Err(format!(
             "service `{}` not ready within {:?} in namespace {}: {last}",
             svc.name, svc.startup_timeout, self.namespace
+        ))
+    }
+
+    /// Waits (bounded by `until`) until the service's container runs: what `after_start`
+    /// commands need, before any readiness.
+    pub async fn wait_running(&self, svc: &ServiceSpec, until: Instant) -> Result<(), String> {
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
+        let selector = format!("{LABEL_SERVICE}={}", svc.name);
+        let mut last = String::from("no pod yet");
+        while Instant::now() < until {
+            let list = bounded(
+                pods.list(&ListParams::default().labels(&selector)),
+                "listing its pod",
+            )
+            .await?;
+            if let Some(pod) = list.items.first() {
+                let running = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                    });
+                if running {
+                    return Ok(());
+                }
+                last = describe(pod);
+                image_missing(pod, svc)?;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Err(format!(
+            "service `{}`: its container did not run within {:?}: {last}",
+            svc.name, svc.startup_timeout
         ))
     }
 
@@ -228,6 +286,31 @@ async fn forward_one(
         let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
     }
     pf.abort();
+}
+
+/// An image the node cannot get never comes (the kit's cluster has no registry): an error
+/// at once, saying how to import it, rather than waiting out the startup timeout.
+fn image_missing(pod: &Pod, svc: &ServiceSpec) -> Result<(), String> {
+    let pulling = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
+        .find(|r| {
+            matches!(
+                *r,
+                "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull"
+            )
+        });
+    match pulling {
+        Some(reason) => Err(format!(
+            "service `{}`: the node has no image {} ({reason}); import it into the cluster: K8S_IMPORT_IMAGES=\"{}\" fixtures/k8s/cluster up",
+            svc.name, svc.image, svc.image
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A pod's state in a few words, for a not-ready message.

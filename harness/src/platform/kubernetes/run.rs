@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use kube::Client;
 
+use super::manifests::Rendered;
 use super::KubePlatform;
+use crate::kinds::{StepContext, Vars};
 use crate::platform::render;
 use crate::platform::Endpoint;
 use crate::secrets::Secrets;
-use crate::spec::platform::{PlatformSpec, ReadyCondition, ServiceSpec};
+use crate::spec::platform::{PlatformSpec, ReadyCondition, ReadyStep, ServiceSpec};
 use crate::spec::template;
 
 pub struct KubeRun {
@@ -19,6 +21,8 @@ pub struct KubeRun {
     pub endpoints: BTreeMap<String, Endpoint>,
     /// Each service's own start to ready.
     pub ready_in: BTreeMap<String, Duration>,
+    /// When each was ready, counted from the platform's start (dependencies included).
+    pub ready_at: BTreeMap<String, Duration>,
 }
 
 /// Starts `needed` and what they depend on. On an error the namespace is already deleted.
@@ -31,10 +35,11 @@ pub async fn start_all(
 ) -> Result<KubeRun, String> {
     let platform = KubePlatform::create(client, run_id).await?;
     match start_in(&platform, spec, needed, secrets).await {
-        Ok((endpoints, ready_in)) => Ok(KubeRun {
+        Ok((endpoints, ready_in, ready_at)) => Ok(KubeRun {
             platform,
             endpoints,
             ready_in,
+            ready_at,
         }),
         Err(e) => {
             let _ = platform.delete().await;
@@ -43,7 +48,11 @@ pub async fn start_all(
     }
 }
 
-type Started = (BTreeMap<String, Endpoint>, BTreeMap<String, Duration>);
+type Started = (
+    BTreeMap<String, Endpoint>,
+    BTreeMap<String, Duration>,
+    BTreeMap<String, Duration>,
+);
 
 async fn start_in(
     kp: &KubePlatform,
@@ -51,9 +60,11 @@ async fn start_in(
     needed: &BTreeSet<String>,
     secrets: &Secrets,
 ) -> Result<Started, String> {
+    let platform_start = Instant::now();
     let all = with_dependencies(spec, needed)?;
     let mut endpoints = BTreeMap::new();
     let mut ready_in = BTreeMap::new();
+    let mut ready_at = BTreeMap::new();
     while ready_in.len() < all.len() {
         let wave: Vec<&ServiceSpec> = all
             .iter()
@@ -74,9 +85,10 @@ async fn start_in(
             ));
             endpoints.insert(svc.name.clone(), endpoint);
             ready_in.insert(svc.name.clone(), took);
+            ready_at.insert(svc.name.clone(), platform_start.elapsed());
         }
     }
-    Ok((endpoints, ready_in))
+    Ok((endpoints, ready_in, ready_at))
 }
 
 fn with_dependencies(
@@ -105,20 +117,31 @@ async fn start_one(
 ) -> Result<(Endpoint, Duration), String> {
     let started = Instant::now();
     let fail = |e: String| format!("service `{}`: {e}", svc.name);
-    let render = |t: &str| template::render(t, render::secrets_only(secrets)).map_err(fail);
-    let env = svc
-        .env
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), render(v)?)))
-        .collect::<Result<BTreeMap<_, _>, String>>()?;
-    let args = svc
-        .command
-        .iter()
-        .map(|a| render(a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let files = render::copies(spec.base_dir(), &svc.copy, secrets).map_err(fail)?;
-    kp.start(svc, &env, &args, &files).await?;
+    let rendered = rendered(spec, svc, secrets).map_err(fail)?;
+    kp.start_rendered(svc, &rendered).await?;
     let ports = kp.forward(svc).await?;
+    let deadline = started + svc.startup_timeout;
+    if !svc.after_start.is_empty() {
+        kp.wait_running(svc, deadline).await?;
+        let vars = render::started(&ports, secrets);
+        for argv in &svc.after_start {
+            let argv = argv
+                .iter()
+                .map(|a| template::render(a, &vars))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(fail)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let out = kp.exec(&svc.name, &argv, left).await?;
+            if out.exit_code != 0 {
+                return Err(fail(format!(
+                    "after-start command `{}` exited {}: {}",
+                    argv.join(" "),
+                    out.exit_code,
+                    format!("{}{}", out.stdout, out.stderr).trim()
+                )));
+            }
+        }
+    }
     kp.wait_ready(svc).await?;
     // What the kubelet's probe could not judge (a status or body), through the forward.
     for r in &svc.ready {
@@ -129,7 +152,6 @@ async fn start_one(
             body_matches,
         } = r
         {
-            let deadline = started + svc.startup_timeout;
             http_ready(
                 ports[port],
                 path,
@@ -156,7 +178,86 @@ async fn start_one(
         ports,
         params,
     };
+    // A check step as readiness (Trino runs a query): against the endpoint checks get.
+    for r in &svc.ready {
+        if let ReadyCondition::Step(step) = r {
+            step_ready(&endpoint, step, deadline).await.map_err(fail)?;
+        }
+    }
     Ok((endpoint, started.elapsed()))
+}
+
+/// The env var a secret reaches `args` through (`$(VAR)`, which the kubelet expands).
+fn secret_var(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("PLATFORM_SECRET_{clean}")
+}
+
+/// The service's env, args and files rendered, secrets apart: an env value that uses a
+/// secret comes from the service's Secret, an argument names it as `$(PLATFORM_SECRET_X)`,
+/// templated files go in a Secret volume.
+fn rendered(spec: &PlatformSpec, svc: &ServiceSpec, secrets: &Secrets) -> Result<Rendered, String> {
+    let mut r = Rendered::default();
+    for (k, v) in &svc.env {
+        let value = template::render(v, render::secrets_only(secrets))?;
+        if v.contains("${secret.") {
+            r.secret_env.insert(k.clone(), value);
+        } else {
+            r.env.insert(k.clone(), value);
+        }
+    }
+    let used = std::cell::RefCell::new(BTreeMap::new());
+    let by_reference = |key: &str| {
+        let name = key.strip_prefix("secret.")?;
+        let value = secrets.get(name)?;
+        used.borrow_mut()
+            .insert(secret_var(name), value.to_string());
+        Some(format!("$({})", secret_var(name)))
+    };
+    r.args = svc
+        .command
+        .iter()
+        .map(|a| template::render(a, &by_reference))
+        .collect::<Result<Vec<_>, _>>()?;
+    r.secret_env.extend(used.into_inner());
+    r.files = render::copies(spec.base_dir(), &svc.copy, secrets)?;
+    r.files_secret = svc.copy.iter().any(|c| c.template);
+    Ok(r)
+}
+
+async fn step_ready(
+    endpoint: &Endpoint,
+    step: &ReadyStep,
+    deadline: Instant,
+) -> Result<(), String> {
+    let endpoints = BTreeMap::from([(endpoint.service.clone(), endpoint.clone())]);
+    let vars = Vars::new();
+    let mut last = String::from("not tried yet");
+    while Instant::now() < deadline {
+        let cx = StepContext {
+            endpoint,
+            endpoints: &endpoints,
+            vars: &vars,
+            shell: None,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, step.action.run(&cx)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => last = crate::mask::clip(e.message(), 300).to_string(),
+            Err(_) => last = "the last attempt did not finish in time".into(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(format!("not ready: step `{}`: {last}", step.name))
 }
 
 async fn http_ready(
