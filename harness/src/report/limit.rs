@@ -1,18 +1,20 @@
 //! How fast a run could be on this machine: the physical limit the benchmark compares the
 //! wall time with. Two bounds, the larger wins: the critical path (each service's bare
-//! readiness after its dependencies', then the longest check that needs it), and the CPU
-//! time of everything (containers and harness) spread over the cores.
+//! readiness after its dependencies', then the longest chain of checks linked by `needs`
+//! that waits for it), and the CPU time of everything (containers and harness) spread over
+//! the cores.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::RunReport;
+use super::{CheckRecord, RunReport};
 
 /// The limit and what it is made of.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limit {
     pub critical_path: Duration,
-    /// The check that ends the critical path, and the service it waited for last.
+    /// The checks that end the critical path (`a -> b` when linked by `needs`), and the
+    /// service the chain waited for last.
     pub critical_check: Option<(String, String)>,
     pub cpu: Duration,
     pub cores: f64,
@@ -25,32 +27,27 @@ impl Limit {
 }
 
 /// `bare`: each service's time to ready when started alone with `docker run`;
-/// `depends_on`: the platform's dependencies; `harness_cpu`: the harness's own CPU time
-/// during the run (containers' CPU is in the report).
+/// `depends_on`: the platform's dependencies; `needs`: each check's id and the ids of the
+/// checks it waits for; `harness_cpu`: the harness's own CPU time during the run
+/// (containers' CPU is in the report).
 pub fn physical_limit(
     report: &RunReport,
     bare: &BTreeMap<String, Duration>,
     depends_on: &BTreeMap<String, Vec<String>>,
+    needs: &BTreeMap<String, Vec<String>>,
     harness_cpu: Duration,
     cores: f64,
 ) -> Limit {
-    let mut chain = BTreeMap::new();
+    let mut ready = BTreeMap::new();
     for service in bare.keys() {
-        chain_of(service, bare, depends_on, &mut chain);
+        chain_of(service, bare, depends_on, &mut ready);
     }
-    let mut critical_path = chain.values().copied().max().unwrap_or_default();
+    let mut critical_path = ready.values().copied().max().unwrap_or_default();
     let mut critical_check = None;
-    for check in &report.checks {
-        let last = check
-            .steps
-            .iter()
-            .map(|s| &s.service)
-            .max_by_key(|s| chain.get(*s).copied().unwrap_or_default());
-        let Some(last) = last else { continue };
-        let end = chain.get(last).copied().unwrap_or_default() + check.duration;
-        if end > critical_path {
-            critical_path = end;
-            critical_check = Some((format!("{}::{}", check.suite, check.name), last.clone()));
+    if let Some(end) = longest_check_chain(&report.checks, &ready, needs) {
+        if end.at > critical_path {
+            critical_path = end.at;
+            critical_check = Some((end.checks.join(" -> "), end.waited_for));
         }
     }
     let containers: Duration = report.services.iter().filter_map(|s| s.cpu_total).sum();
@@ -60,6 +57,84 @@ pub fn physical_limit(
         cpu: containers + harness_cpu,
         cores,
     }
+}
+
+/// The longest run of checks linked by `needs`, by their measured durations, with every
+/// service already up: the bound of a warm run that no concurrency can beat.
+pub fn longest_needs_chain(
+    checks: &[CheckRecord],
+    needs: &BTreeMap<String, Vec<String>>,
+) -> Duration {
+    longest_check_chain(checks, &BTreeMap::new(), needs)
+        .map(|end| end.at)
+        .unwrap_or_default()
+}
+
+/// Where a chain of checks ends at the earliest.
+#[derive(Clone, Default)]
+struct ChainEnd {
+    at: Duration,
+    checks: Vec<String>,
+    waited_for: String,
+}
+
+/// Each check ends, at the earliest, its duration after the last of: the services it
+/// uses ready (`ready`, zero when absent) and the checks it needs ended. The latest end.
+fn longest_check_chain(
+    checks: &[CheckRecord],
+    ready: &BTreeMap<String, Duration>,
+    needs: &BTreeMap<String, Vec<String>>,
+) -> Option<ChainEnd> {
+    let by_id: BTreeMap<String, &CheckRecord> = checks
+        .iter()
+        .map(|c| (format!("{}::{}", c.suite, c.name), c))
+        .collect();
+    let mut memo = BTreeMap::new();
+    by_id
+        .keys()
+        .map(|id| end_of(id, &by_id, ready, needs, &mut memo))
+        .max_by_key(|end| end.at)
+}
+
+fn end_of(
+    id: &str,
+    by_id: &BTreeMap<String, &CheckRecord>,
+    ready: &BTreeMap<String, Duration>,
+    needs: &BTreeMap<String, Vec<String>>,
+    memo: &mut BTreeMap<String, ChainEnd>,
+) -> ChainEnd {
+    if let Some(end) = memo.get(id) {
+        return end.clone();
+    }
+    let Some(check) = by_id.get(id) else {
+        // Needed but not in this run: it cannot hold anything up.
+        return ChainEnd::default();
+    };
+    let service = check
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                ready.get(&s.service).copied().unwrap_or_default(),
+                &s.service,
+            )
+        })
+        .max();
+    let mut start = ChainEnd {
+        at: service.map(|(at, _)| at).unwrap_or_default(),
+        checks: Vec::new(),
+        waited_for: service.map(|(_, s)| s.clone()).unwrap_or_default(),
+    };
+    for need in needs.get(id).into_iter().flatten() {
+        let before = end_of(need, by_id, ready, needs, memo);
+        if before.at > start.at {
+            start = before;
+        }
+    }
+    start.at += check.duration;
+    start.checks.push(id.to_string());
+    memo.insert(id.to_string(), start.clone());
+    start
 }
 
 /// A service's bare readiness after its slowest chain of dependencies.
@@ -162,7 +237,7 @@ mod tests {
             ],
             &[("trino", 20.0)],
         );
-        let limit = physical_limit(&r, &bare, &deps, secs(1.0), 2.0);
+        let limit = physical_limit(&r, &bare, &deps, &BTreeMap::new(), secs(1.0), 2.0);
         assert_eq!(limit.critical_path, secs(2.0 + 12.0 + 3.0));
         assert_eq!(
             limit.critical_check,
@@ -178,8 +253,64 @@ mod tests {
             vec![check("q", "postgres", 1.0)],
             &[("trino", 40.0), ("minio", 3.0)],
         );
-        let limit = physical_limit(&r, &bare, &deps, secs(5.0), 2.0);
+        let limit = physical_limit(&r, &bare, &deps, &BTreeMap::new(), secs(5.0), 2.0);
         assert_eq!(limit.cpu, secs(48.0));
         assert_eq!(limit.value(), secs(24.0));
+    }
+
+    fn needs(links: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (check, need) in links {
+            map.entry(format!("suite::{check}"))
+                .or_default()
+                .push(format!("suite::{need}"));
+        }
+        map
+    }
+
+    #[test]
+    fn checks_linked_by_needs_add_up_on_the_critical_path() {
+        let (bare, deps) = platform();
+        let r = report(
+            vec![
+                check("produce", "postgres", 2.0),
+                check("consume", "postgres", 10.0),
+                check("lake", "trino", 3.0),
+            ],
+            &[],
+        );
+        let limit = physical_limit(&r, &bare, &deps, &BTreeMap::new(), secs(0.0), 2.0);
+        assert_eq!(
+            limit.critical_path,
+            secs(17.0),
+            "unlinked: trino's 14 s + 3 s"
+        );
+        let linked = needs(&[("consume", "produce"), ("lake", "consume")]);
+        let limit = physical_limit(&r, &bare, &deps, &linked, secs(0.0), 2.0);
+        assert_eq!(limit.critical_path, secs(4.0 + 2.0 + 10.0 + 3.0));
+        assert_eq!(
+            limit.critical_check,
+            Some((
+                "suite::produce -> suite::consume -> suite::lake".to_string(),
+                "postgres".to_string()
+            )),
+            "lake waits for consume (16 s), later than for trino (14 s)"
+        );
+    }
+
+    #[test]
+    fn a_warm_run_is_bounded_by_its_longest_needs_chain() {
+        let r = report(
+            vec![
+                check("a", "postgres", 1.0),
+                check("b", "postgres", 2.0),
+                check("c", "trino", 4.0),
+                check("lone", "minio", 5.0),
+            ],
+            &[],
+        );
+        let linked = needs(&[("b", "a"), ("c", "b")]);
+        assert_eq!(longest_needs_chain(&r.checks, &linked), secs(7.0));
+        assert_eq!(longest_needs_chain(&r.checks, &BTreeMap::new()), secs(5.0));
     }
 }

@@ -17,17 +17,8 @@ pub(super) fn prerequisites(
     checks: &[Arc<Check>],
     selected: &BTreeSet<String>,
 ) -> BTreeSet<String> {
-    let needs: BTreeMap<String, Vec<String>> = checks
-        .iter()
-        .map(|c| {
-            let ids = c
-                .needs
-                .iter()
-                .map(|n| format!("{}::{n}", c.suite))
-                .collect();
-            (c.id(), ids)
-        })
-        .collect();
+    let needs: BTreeMap<String, Vec<String>> =
+        checks.iter().map(|c| (c.id(), c.needed_ids())).collect();
     graph::closure(selected.iter().map(String::as_str), &needs)
         .into_iter()
         .filter(|id| !selected.contains(id))

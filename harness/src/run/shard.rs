@@ -55,14 +55,7 @@ pub fn from_env() -> Result<Option<Shard>, RunError> {
 pub fn select<'a>(checks: impl IntoIterator<Item = &'a Check>, shard: Shard) -> BTreeSet<String> {
     let linked: Vec<(String, Vec<String>)> = checks
         .into_iter()
-        .map(|c| {
-            let needs = c
-                .needs
-                .iter()
-                .map(|n| format!("{}::{n}", c.suite))
-                .collect();
-            (c.id(), needs)
-        })
+        .map(|c| (c.id(), c.needed_ids()))
         .collect();
     partition(&linked, shard)
 }

@@ -153,6 +153,14 @@ impl Check {
         format!("{}::{}", self.suite, self.name)
     }
 
+    /// The ids (`suite::check`) of the checks it needs: `needs` names checks of its suite.
+    pub fn needed_ids(&self) -> Vec<String> {
+        self.needs
+            .iter()
+            .map(|n| format!("{}::{n}", self.suite))
+            .collect()
+    }
+
     /// Services this check talks to (not counting their dependencies).
     pub fn services(&self) -> BTreeSet<String> {
         self.steps
