@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// Only checks whose `suite::check` name contains this.
     #[arg(long)]
     filter: Option<String>,
+    /// Leave out checks whose `suite::check` name contains this (repeatable, as libtest's
+    /// `--skip`): e.g. a container `exec` check against an already-running platform.
+    #[arg(long)]
+    skip: Vec<String>,
     /// Checks running at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -132,6 +136,7 @@ pub fn run(a: &RunArgs) -> ExitCode {
         .map(|c| c.id())
         .filter(|id| in_shard.as_ref().is_none_or(|s| s.contains(id)))
         .filter(|id| a.filter.as_ref().is_none_or(|f| id.contains(f.as_str())))
+        .filter(|id| !a.skip.iter().any(|s| id.contains(s.as_str())))
         .collect();
     if selected.is_empty() {
         eprintln!("error: no check matches the filter");
