@@ -6,14 +6,15 @@
 //! leaves no namespace either way; an unknown backend is refused by name. Without a running
 //! cluster the cluster tests say so and return.
 
+mod kube_common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use platform_harness::checks::{run_check, Outcome, Vars};
 use platform_harness::platform::endpoint::Endpoint;
 use platform_harness::platform::kubernetes::run::start_all;
@@ -23,25 +24,7 @@ use platform_harness::secrets::Secrets;
 use platform_harness::spec::{PlatformSpec, Suite};
 use serde_json::json;
 
-async fn cluster() -> Option<Client> {
-    let path = std::env::var("PLATFORM_K8S_KUBECONFIG")
-        .unwrap_or_else(|_| "/var/lib/platform-k8s/admin.kubeconfig".into());
-    let Ok(kc) = Kubeconfig::read_from(&path) else {
-        eprintln!("skipped: no Kubernetes cluster ({path} unreadable); start the kit's with `fixtures/k8s/cluster up`");
-        return None;
-    };
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("a usable kubeconfig");
-    let client = Client::try_from(config).expect("a client");
-    match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
-        Ok(Ok(_)) => Some(client),
-        _ => {
-            eprintln!("skipped: the cluster of {path} does not answer; start the kit's with `fixtures/k8s/cluster up`");
-            None
-        }
-    }
-}
+use kube_common::cluster;
 
 async fn namespace_exists(client: &Client, name: &str) -> bool {
     Api::<Namespace>::all(client.clone())

@@ -4,6 +4,8 @@
 //! their cause. Without a running cluster those tests say so and return; an unreachable
 //! API server is tested always.
 
+mod kube_common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,13 +18,9 @@ use kube::{Api, Client, Config};
 use platform_harness::checks::{run_check, CheckRun, Outcome, Vars};
 use platform_harness::platform::endpoint::Endpoint;
 use platform_harness::spec::{PlatformSpec, Suite};
-use serde_json::json;
 
-fn kubeconfig() -> PathBuf {
-    std::env::var_os("PLATFORM_K8S_KUBECONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/platform-k8s/admin.kubeconfig"))
-}
+use kube_common::{cluster, kubeconfig};
+use serde_json::json;
 
 fn endpoint(kubeconfig: &Path) -> Endpoint {
     Endpoint {
@@ -30,30 +28,6 @@ fn endpoint(kubeconfig: &Path) -> Endpoint {
         host: String::new(),
         ports: BTreeMap::new(),
         params: BTreeMap::from([("kubeconfig".into(), kubeconfig.display().to_string())]),
-    }
-}
-
-/// A client of the kit's cluster, or None (printed) when none runs.
-async fn cluster() -> Option<Client> {
-    let path = kubeconfig();
-    let skip = |why: String| {
-        eprintln!(
-            "skipped: no Kubernetes cluster ({why}); start the kit's with `fixtures/k8s/cluster up` or set PLATFORM_K8S_KUBECONFIG"
-        );
-        None
-    };
-    let kc = match Kubeconfig::read_from(&path) {
-        Ok(kc) => kc,
-        Err(e) => return skip(format!("{}: {e}", path.display())),
-    };
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("the kubeconfig is usable");
-    let client = Client::try_from(config).expect("a client");
-    match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
-        Ok(Ok(_)) => Some(client),
-        Ok(Err(e)) => skip(format!("{}: {e}", path.display())),
-        Err(_) => skip(format!("{}: no answer within 5 s", path.display())),
     }
 }
 
