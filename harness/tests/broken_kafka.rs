@@ -1,5 +1,5 @@
-//! Kafka checks against a broken Kafka: nothing listening, a topic that gets too few
-//! messages, a frozen broker, a killed broker. Each asserts the verdict (failure or error),
+//! Kafka checks against a broken Kafka: nothing listening, a broker advertising an address
+//! clients cannot reach, a topic that gets too few messages, a frozen broker, a killed broker. Each asserts the verdict (failure or error),
 //! that the message names kafka and the cause, and that it came within a bound.
 
 use std::collections::BTreeMap;
@@ -82,6 +82,13 @@ async fn nothing_listening_is_an_error_naming_the_endpoint_within_seconds() {
 /// A broker as the harness starts it: the entrypoint waits for the advertised address,
 /// which exists only once Docker has mapped the port.
 async fn start_kafka() -> (ContainerAsync<GenericImage>, u16) {
+    start_kafka_advertising(|port| format!("127.0.0.1:{port}")).await
+}
+
+/// As `start_kafka`, advertising `advertised(mapped port)` to clients.
+async fn start_kafka_advertising(
+    advertised: impl Fn(u16) -> String,
+) -> (ContainerAsync<GenericImage>, u16) {
     let container = GenericImage::new("platform-kit/kafka", "3.9.1")
         .with_exposed_port(9092.tcp())
         .with_wait_for(WaitFor::message_on_stdout("waiting for kafka-advertise"))
@@ -94,7 +101,7 @@ async fn start_kafka() -> (ContainerAsync<GenericImage>, u16) {
     let port = container.get_host_port_ipv4(9092.tcp()).await.unwrap();
     container
         .exec(
-            ExecCommand::new(["kafka-advertise", &format!("127.0.0.1:{port}")])
+            ExecCommand::new(["kafka-advertise", &advertised(port)])
                 .with_container_ready_conditions(vec![WaitFor::message_on_stdout(
                     "Kafka Server started",
                 )]),
@@ -126,6 +133,46 @@ name = "no_such_topic"
 [[check.step]]
 kafka.consume = { topic = "never-created", count = 1, within = "3s" }
 "#;
+
+/// The project's own broker_metadata check: it passes against a broker advertising its
+/// mapped port, and fails naming the unreachable expectation against one advertising a
+/// port nobody listens on (bootstrap still answers: only the advertised address is wrong).
+#[tokio::test]
+async fn a_broker_advertising_an_unreachable_address_fails_broker_metadata() {
+    let suite = std::fs::read_to_string("../suites/kafka.toml").unwrap();
+    let metadata_only = suite
+        .split("[[check]]")
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("[[check]]");
+    let (good, port) = start_kafka().await;
+    let [(_, run, _)] = run_suite(port, &metadata_only, Duration::from_secs(30))
+        .await
+        .try_into()
+        .unwrap();
+    assert_eq!(run.outcome, Outcome::Passed, "{run:?}");
+    drop(good);
+
+    // Port 1 on loopback: nothing listens there.
+    let (_bad, port) = start_kafka_advertising(|_| "127.0.0.1:1".into()).await;
+    let started = Instant::now();
+    let [(_, run, _)] = run_suite(port, &metadata_only, Duration::from_secs(30))
+        .await
+        .try_into()
+        .unwrap();
+    let Outcome::Failed(message) = &run.outcome else {
+        panic!("expected a failure, got {:?}", run.outcome);
+    };
+    assert!(
+        message.contains("$.brokers[0].reachable") && message.contains("false"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
 
 #[tokio::test]
 async fn a_real_broker_too_few_messages_then_frozen_then_killed() {

@@ -214,9 +214,12 @@ impl Kafka {
     /// Brokers and topics. librdkafka waits out the whole timeout when no broker is
     /// reachable; asking in short slices lets a refused connection fail at once.
     pub(super) async fn metadata(&self) -> Result<Value, StepError> {
-        self.poll_metadata(None, |m| Some(metadata_json(m)))
+        let mut metadata = self
+            .poll_metadata(None, |m| Some(metadata_json(m)))
             .await
-            .map_err(|e| self.error("fetching metadata", e))
+            .map_err(|e| self.error("fetching metadata", e))?;
+        mark_reachable(&mut metadata).await;
+        Ok(metadata)
     }
 
     /// Waits until every partition of a new topic has a leader: until then producers
@@ -347,6 +350,32 @@ pub(super) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StepError::Error(format!("kafka client task failed: {e}")))
+}
+
+/// Clients bootstrap from the endpoint, then talk to the addresses the brokers advertise;
+/// an advertised address this client cannot open (a container-internal name seen from the
+/// host, a port nobody mapped) is the classic misconfiguration. Each broker gets
+/// `reachable`: a TCP connection to its advertised address opened within a bound.
+async fn mark_reachable(metadata: &mut Value) {
+    const CONNECT: Duration = Duration::from_secs(3);
+    let Some(brokers) = metadata.get_mut("brokers").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for broker in brokers {
+        let host = broker["host"].as_str().unwrap_or_default().to_string();
+        let reachable = match u16::try_from(broker["port"].as_i64().unwrap_or(-1)) {
+            Ok(port) => matches!(
+                tokio::time::timeout(
+                    CONNECT,
+                    tokio::net::TcpStream::connect((host.as_str(), port))
+                )
+                .await,
+                Ok(Ok(_))
+            ),
+            Err(_) => false,
+        };
+        broker["reachable"] = json!(reachable);
+    }
 }
 
 fn metadata_json(m: &rdkafka::metadata::Metadata) -> Value {
