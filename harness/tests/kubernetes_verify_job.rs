@@ -9,12 +9,15 @@
 mod kube_common;
 
 use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::{Api, Client};
+use platform_harness::platform::kubernetes::reap;
 use platform_harness::platform::kubernetes::run::start_all;
 use platform_harness::secrets::Secrets;
 use platform_harness::spec::{PlatformSpec, Spec};
@@ -140,11 +143,37 @@ async fn the_verify_job_passes_the_default_suites_in_the_cluster_and_fails_on_a_
         "k8s-job-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
+    // What an earlier run of this test left when its process died goes first.
+    reap(&client).await.expect("reaping dead runs' namespaces");
     let started = start_all(client.clone(), &platform, &everything, &secrets, &run)
         .await
         .expect("the default platform starts on the cluster");
     eprintln!("ready on Kubernetes: {:?}", started.ready_in);
     let namespace = started.platform.namespace.clone();
+    // The namespace and the node's report folder go even when an assertion fails.
+    let verdict = AssertUnwindSafe(verify_with_the_job(
+        &client, &namespace, &secrets, &expected,
+    ))
+    .catch_unwind()
+    .await;
+    started
+        .platform
+        .delete()
+        .await
+        .expect("the namespace is deleted");
+    let _ = std::fs::remove_dir_all(PathBuf::from(REPORTS).join(&namespace));
+    if let Err(panic) = verdict {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The Job as shipped passes with the right credentials and fails with a wrong password.
+async fn verify_with_the_job(
+    client: &Client,
+    namespace: &str,
+    secrets: &Secrets,
+    expected: &BTreeSet<String>,
+) {
     let password = |name: &str| {
         secrets
             .get(name)
@@ -153,13 +182,13 @@ async fn the_verify_job_passes_the_default_suites_in_the_cluster_and_fails_on_a_
     };
 
     credentials(
-        &namespace,
+        namespace,
         &password("postgres_password"),
         &password("minio_password"),
     );
-    let (completed, log, junit) = run_job(&client, &namespace).await;
+    let (completed, log, junit) = run_job(client, namespace).await;
     assert!(completed, "the Job failed:\n{log}");
-    for name in &expected {
+    for name in expected {
         assert!(
             junit.contains(&format!("name=\"{name}\"")),
             "{name} not in the JUnit:\n{junit}"
@@ -171,8 +200,8 @@ async fn the_verify_job_passes_the_default_suites_in_the_cluster_and_fails_on_a_
     );
     assert!(!junit.contains(&password("postgres_password")));
 
-    credentials(&namespace, WRONG_PASSWORD, &password("minio_password"));
-    let (completed, log, junit) = run_job(&client, &namespace).await;
+    credentials(namespace, WRONG_PASSWORD, &password("minio_password"));
+    let (completed, log, junit) = run_job(client, namespace).await;
     assert!(!completed, "the Job passed with a wrong password:\n{log}");
     assert!(
         junit.contains("password authentication failed"),
@@ -184,11 +213,4 @@ async fn the_verify_job_passes_the_default_suites_in_the_cluster_and_fails_on_a_
             "the password printed:\n{text}"
         );
     }
-
-    started
-        .platform
-        .delete()
-        .await
-        .expect("the namespace is deleted");
-    let _ = std::fs::remove_dir_all(PathBuf::from(REPORTS).join(&namespace));
 }
