@@ -231,11 +231,28 @@ fn warm_runs(
         .collect();
     let needs: BTreeMap<String, Vec<String>> =
         checks.iter().map(|c| (c.id(), c.needed_ids())).collect();
+    // The warm run's third bound: the CPU its checks make the platform (and the harness)
+    // spend, over the cores.
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let docker = platform_harness::platform::docker::connect()?;
+    let platform_cpu = |state: &platform_harness::platform::up::UpState| -> Duration {
+        state
+            .services
+            .values()
+            .filter_map(|s| rt.block_on(cpu::container(&docker, &s.container)))
+            .sum::<Duration>()
+            + cpu::harness()
+    };
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
     let mut line = format!("warm: up {:.1} s", up_took.as_secs_f64());
     for (label, chosen) in [("-- postgres", &postgres), ("full", selected)] {
         if chosen.is_empty() {
             continue;
         }
+        let cpu_before = found
+            .as_ref()
+            .map(|(_, s)| platform_cpu(s))
+            .unwrap_or_default();
         let t = Instant::now();
         let session = Arc::new(
             Session::start_on(spec, checks, chosen, None, found.as_ref())
@@ -246,13 +263,20 @@ fn warm_runs(
         let sum: Duration = report.checks.iter().map(|c| c.duration).sum();
         let spread = sum.as_secs_f64() / CONCURRENCY as f64;
         let chain = longest_needs_chain(&report.checks, &needs).as_secs_f64();
+        let cpu_used = found
+            .as_ref()
+            .map(|(_, s)| platform_cpu(s))
+            .unwrap_or_default()
+            - cpu_before;
+        let cpu_bound = cpu_used.as_secs_f64() / cores;
         println!(
-            "  {label:<12} wall {:.2} s, {} checks, their sum {:.1} s / {CONCURRENCY} = {spread:.2} s -> {:.2}x; longest `needs` chain {chain:.2} s -> {:.2}x of the larger",
+            "  {label:<12} wall {:.2} s, {} checks, their sum {:.1} s / {CONCURRENCY} = {spread:.2} s -> {:.2}x; longest `needs` chain {chain:.2} s; CPU {:.1} s / {cores} cores = {cpu_bound:.2} s; -> {:.2}x the largest",
             wall.as_secs_f64(),
             report.checks.len(),
             sum.as_secs_f64(),
             wall.as_secs_f64() / spread.max(1e-3),
-            wall.as_secs_f64() / spread.max(chain).max(1e-3)
+            cpu_used.as_secs_f64(),
+            wall.as_secs_f64() / spread.max(chain).max(cpu_bound).max(1e-3)
         );
         line.push_str(&format!("; {label} {:.2} s", wall.as_secs_f64()));
     }
