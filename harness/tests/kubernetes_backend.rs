@@ -184,18 +184,29 @@ async fn a_platform_file_starts_in_dependency_order_and_its_suite_step_passes() 
 
 const BIN: &str = env!("CARGO_BIN_EXE_platform-verify");
 
+/// How a run asks for the backend: `PLATFORM_BACKEND` or `--backend`.
+#[derive(Clone, Copy)]
+enum Ask {
+    Env,
+    Flag,
+}
+
 /// `platform-verify run` of the default platform on the cluster with the suites of `dir`:
 /// its exit code, its output, and the run's namespace (from "run <id>: starting").
-fn run_on_kubernetes(dir: &Path) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(BIN)
-        .current_dir("..")
-        .env("PLATFORM_BACKEND", "kubernetes")
+fn run_on_kubernetes(dir: &Path, ask: Ask) -> (Option<i32>, String, String) {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.current_dir("..")
         .args(["run", "--platform", "fixtures/platform.toml", "--suites"])
         .arg(dir.join("suites"))
         .arg("--junit")
-        .arg(dir.join("junit.xml"))
-        .output()
-        .expect("platform-verify runs");
+        .arg(dir.join("junit.xml"));
+    match ask {
+        Ask::Env => cmd.env("PLATFORM_BACKEND", "kubernetes"),
+        Ask::Flag => cmd
+            .env_remove("PLATFORM_BACKEND")
+            .args(["--backend", "kubernetes"]),
+    };
+    let out = cmd.output().expect("platform-verify runs");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -243,9 +254,10 @@ async fn the_postgres_suite_passes_on_the_backend_and_its_namespace_goes() {
     };
     let postgres = std::fs::read_to_string("../suites/postgres.toml").unwrap();
     let dir = suites_dir("pass", &[("postgres.toml", &postgres)]);
-    let (code, text, namespace) = tokio::task::spawn_blocking(move || run_on_kubernetes(&dir))
-        .await
-        .unwrap();
+    let (code, text, namespace) =
+        tokio::task::spawn_blocking(move || run_on_kubernetes(&dir, Ask::Env))
+            .await
+            .unwrap();
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("postgres ready in") && text.contains("(kubernetes)"),
@@ -277,9 +289,10 @@ expect = [{ path = "$.rows[0].one", equals = 2 }]
 "#;
     let dir = suites_dir("fail", &[("pgfail.toml", suite)]);
     let junit = dir.join("junit.xml");
-    let (code, text, namespace) = tokio::task::spawn_blocking(move || run_on_kubernetes(&dir))
-        .await
-        .unwrap();
+    let (code, text, namespace) =
+        tokio::task::spawn_blocking(move || run_on_kubernetes(&dir, Ask::Flag))
+            .await
+            .unwrap();
     assert_ne!(code, Some(0), "{text}");
     let report = std::fs::read_to_string(&junit).expect("JUnit written");
     assert_eq!(report.matches("<failure").count(), 1, "{report}");
@@ -317,4 +330,18 @@ fn an_unknown_backend_is_refused_by_name() {
         "{text}"
     );
     assert!(!text.contains("starting"), "nothing starts: {text}");
+
+    // The flag is refused the same way, by clap, with bad input's exit code.
+    let out = std::process::Command::new(BIN)
+        .current_dir("..")
+        .env_remove("PLATFORM_BACKEND")
+        .args(["run", "--backend", "nomad"])
+        .output()
+        .expect("platform-verify runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("`nomad`") && said.contains("`kubernetes`"),
+        "{said}"
+    );
 }

@@ -23,6 +23,14 @@ impl Backend {
         }
     }
 
+    /// The value that selects it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Containers => "containers",
+            Self::Kubernetes => "kubernetes",
+        }
+    }
+
     /// From `PLATFORM_BACKEND`; `Err` is (the value, why it is refused).
     pub fn from_env() -> Result<Self, (String, String)> {
         let value = std::env::var(VAR).ok();
@@ -42,6 +50,7 @@ mod tests {
     #[case(Some("kubernetes"), Backend::Kubernetes)]
     fn known_values_select_a_backend(#[case] value: Option<&str>, #[case] expected: Backend) {
         assert_eq!(Backend::parse(value), Ok(expected));
+        assert_eq!(Backend::parse(Some(expected.name())), Ok(expected));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use platform_harness::checks::Outcome;
+use platform_harness::platform::backend::{self, Backend};
 use platform_harness::platform::up as up_state;
 use platform_harness::report::{merge, write_reports};
 use platform_harness::run::shard::{self, Shard};
@@ -56,6 +57,10 @@ pub struct RunArgs {
     /// Run only shard I of N (e.g. 2/3): a stable part of the checks, `needs` kept together.
     #[arg(long)]
     shard: Option<Shard>,
+    /// Where the services start: `containers` (the default) or `kubernetes` (a namespace of
+    /// the cluster of KUBECONFIG); overrides PLATFORM_BACKEND.
+    #[arg(long, value_parser = |v: &str| Backend::parse(Some(v)))]
+    backend: Option<Backend>,
 }
 
 pub fn up(a: &UpArgs) -> ExitCode {
@@ -120,6 +125,11 @@ fn with_platform(a: &PlatformArg, f: impl FnOnce(&PlatformSpec) -> ExitCode) -> 
 }
 
 pub fn run(a: &RunArgs) -> ExitCode {
+    // The run layer reads the backend from PLATFORM_BACKEND, as the test target does: the
+    // flag sets it, before the run starts its threads.
+    if let Some(b) = a.backend {
+        std::env::set_var(backend::VAR, b.name());
+    }
     // First, so a signal at any moment ends in written reports and nothing left behind.
     interrupt::install();
     let spec = match load(&a.spec) {
