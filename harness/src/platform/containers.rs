@@ -545,14 +545,21 @@ impl StartJob {
                     elapsed.as_secs_f64()
                 ));
                 self.record(Some(elapsed), None);
-                // Off the ready path: without a readable cgroup the engine answers only at
-                // its next one-second sampling tick, and checks are waiting.
                 let (docker, id) = (self.docker.clone(), s.container_id.clone());
                 let (timings, service) = (self.timings.clone(), self.svc.name.clone());
-                tokio::spawn(async move {
-                    let cpu = cpu::container(&docker, &id).await;
-                    set_timing(&timings, &service, |t| t.cpu_to_ready = cpu);
-                });
+                match cpu::from_cgroup(&id) {
+                    // Read at once where the cgroup is readable: whoever reads the timings
+                    // next (the bench, right after ready) finds it.
+                    Some(used) => set_timing(&timings, &service, |t| t.cpu_to_ready = Some(used)),
+                    // Off the ready path: the engine answers only at its next one-second
+                    // sampling tick, and checks are waiting.
+                    None => {
+                        tokio::spawn(async move {
+                            let cpu = cpu::container(&docker, &id).await;
+                            set_timing(&timings, &service, |t| t.cpu_to_ready = cpu);
+                        });
+                    }
+                }
                 Ok(Arc::new(s))
             }
             Err(f) => {

@@ -48,7 +48,9 @@ enum Unit {
     UsageUsec,
 }
 
-fn from_cgroup(id: &str) -> Option<Duration> {
+/// The container's CPU time from its cgroup's accounting, when this machine runs the engine
+/// and the cgroup is readable (instant); `None` otherwise.
+pub fn from_cgroup(id: &str) -> Option<Duration> {
     cgroup_files(id).into_iter().find_map(|(path, unit)| {
         let text = std::fs::read_to_string(path).ok()?;
         parse(&text, unit)
