@@ -99,6 +99,9 @@ pub async fn wait_ready(
         let mut still = Vec::new();
         for i in pending {
             let c = &conditions[i];
+            // A probe given only what was left before the deadline, and cut off: its
+            // "did not answer" says less than the answer the probe before it got.
+            let mut cut_by_deadline = false;
             let status = match (c, &logs) {
                 (ReadyCondition::Log { times, .. }, Some(logs)) => {
                     let seen = logs.count(log_index[&i]);
@@ -110,13 +113,17 @@ pub async fn wait_ready(
                 }
                 _ => match tokio::time::timeout(limit, holds(probe, c, &http, limit)).await {
                     Ok(s) => s,
-                    Err(_) => Err(format!(
-                        "last probe did not answer within {}",
-                        seconds(limit)
-                    )),
+                    Err(_) => {
+                        cut_by_deadline = limit < PROBE_LIMIT;
+                        Err(format!(
+                            "last probe did not answer within {}",
+                            seconds(limit)
+                        ))
+                    }
                 },
             };
             match status {
+                Err(_) if cut_by_deadline && last.contains_key(&i) => still.push(i),
                 Err(status) => {
                     last.insert(i, format!("{}: {status}", waiting_for(c)));
                     still.push(i);
