@@ -59,12 +59,14 @@ impl KubePlatform {
             };
             let status = p.take_status();
             tokio::join!(read_out, read_err);
+            // No status means the stream ended early: never taken for a success.
             let status = match status {
                 Some(s) => s.await,
                 None => None,
-            };
+            }
+            .ok_or("the API server closed the exec without an exit status")?;
             Ok::<_, String>(ExecOutput {
-                exit_code: exit_code(status.as_ref()),
+                exit_code: exit_code(&status),
                 stdout: out,
                 stderr: err,
             })
@@ -81,8 +83,7 @@ impl KubePlatform {
 
 /// The exit code the API server reports: `Success`, or a failure whose cause `ExitCode`
 /// carries it; a failure without one (the command not found) is 126, as a shell says.
-fn exit_code(status: Option<&Status>) -> i64 {
-    let Some(s) = status else { return 0 };
+fn exit_code(s: &Status) -> i64 {
     if s.status.as_deref() == Some("Success") {
         return 0;
     }
@@ -105,6 +106,6 @@ mod tests {
     #[case(json!({ "status": "Failure", "message": "executable file not found" }), 126)]
     fn the_exit_code_comes_from_the_status(#[case] status: serde_json::Value, #[case] code: i64) {
         let s: Status = serde_json::from_value(status).unwrap();
-        assert_eq!(exit_code(Some(&s)), code);
+        assert_eq!(exit_code(&s), code);
     }
 }
