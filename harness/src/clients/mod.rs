@@ -1,5 +1,6 @@
 //! Small protocol clients where no well-kept crate exists.
 
+pub mod kube;
 pub mod mlflow;
 pub mod trino;
 

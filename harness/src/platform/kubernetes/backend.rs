@@ -10,8 +10,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, LogParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 
 use super::manifests::LABEL_SERVICE;
 use super::run::{start_all, KubeRun};
@@ -43,29 +42,10 @@ pub fn kubeconfig_path() -> PathBuf {
 pub async fn client() -> Result<Client, String> {
     let path = kubeconfig_path();
     let hint = "start the kit's cluster with `fixtures/k8s/cluster up` or set KUBECONFIG";
-    let kc = Kubeconfig::read_from(&path).map_err(|e| {
-        format!(
-            "kubernetes backend: kubeconfig {}: {}; {hint}",
-            path.display(),
-            error_chain(&e)
-        )
-    })?;
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    // kube-rs's own timeouts: the backend's streams (logs, exec, forwards) stay open long.
+    let (client, _) = crate::clients::kube::client(&path, None, None)
         .await
-        .map_err(|e| {
-            format!(
-                "kubernetes backend: kubeconfig {}: {}",
-                path.display(),
-                error_chain(&e)
-            )
-        })?;
-    let client = Client::try_from(config).map_err(|e| {
-        format!(
-            "kubernetes backend: a client for {}: {}",
-            path.display(),
-            error_chain(&e)
-        )
-    })?;
+        .map_err(|e| format!("kubernetes backend: {e}; {hint}"))?;
     bounded(
         client.apiserver_version(),
         &format!(
