@@ -214,12 +214,9 @@ impl Kafka {
     /// Brokers and topics. librdkafka waits out the whole timeout when no broker is
     /// reachable; asking in short slices lets a refused connection fail at once.
     pub(super) async fn metadata(&self) -> Result<Value, StepError> {
-        let mut metadata = self
-            .poll_metadata(None, |m| Some(metadata_json(m)))
+        self.poll_metadata(None, |m| Some(metadata_json(m)))
             .await
-            .map_err(|e| self.error("fetching metadata", e))?;
-        mark_reachable(&mut metadata).await;
-        Ok(metadata)
+            .map_err(|e| self.error("fetching metadata", e))
     }
 
     /// Waits until every partition of a new topic has a leader: until then producers
@@ -356,7 +353,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 /// an advertised address this client cannot open (a container-internal name seen from the
 /// host, a port nobody mapped) is the classic misconfiguration. Each broker gets
 /// `reachable`: a TCP connection to its advertised address opened within a bound.
-async fn mark_reachable(metadata: &mut Value) {
+pub(super) async fn mark_reachable(metadata: &mut Value) {
     const CONNECT: Duration = Duration::from_secs(3);
     let Some(brokers) = metadata.get_mut("brokers").and_then(Value::as_array_mut) else {
         return;

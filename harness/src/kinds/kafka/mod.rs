@@ -183,7 +183,12 @@ impl KafkaAction {
         // the broker cannot be reached.
         let metadata = kafka.metadata().await?;
         match self {
-            Self::Topics(_) => Ok(metadata),
+            // Only this verb tries the advertised addresses: the others would pay for it.
+            Self::Topics(_) => {
+                let mut metadata = metadata;
+                client::mark_reachable(&mut metadata).await;
+                Ok(metadata)
+            }
             Self::Produce(spec) => steps::produce(&kafka, cx, spec).await,
             Self::Consume(spec) => steps::consume(&kafka, cx, spec).await,
             Self::Roundtrip(spec) => roundtrip::roundtrip(&kafka, spec).await,
