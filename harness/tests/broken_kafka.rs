@@ -135,8 +135,8 @@ kafka.consume = { topic = "never-created", count = 1, within = "3s" }
 "#;
 
 /// The project's own broker_metadata check: it passes against a broker advertising its
-/// mapped port, and fails naming the unreachable expectation against one advertising a
-/// port nobody listens on (bootstrap still answers: only the advertised address is wrong).
+/// mapped port, and is red naming the dead address against one advertising a port nobody
+/// listens on (bootstrap still answers: only the advertised address is wrong).
 #[tokio::test]
 async fn a_broker_advertising_an_unreachable_address_fails_broker_metadata() {
     let suite = std::fs::read_to_string("../suites/kafka.toml").unwrap();
@@ -160,13 +160,21 @@ async fn a_broker_advertising_an_unreachable_address_fails_broker_metadata() {
         .await
         .try_into()
         .unwrap();
-    let Outcome::Failed(message) = &run.outcome else {
-        panic!("expected a failure, got {:?}", run.outcome);
-    };
-    assert!(
-        message.contains("$.brokers[0].reachable") && message.contains("false"),
-        "{message}"
-    );
+    // librdkafka races itself here: the metadata answer comes back over the bootstrap
+    // connection (then the expectation fails on `reachable`), or the client has already
+    // switched to the advertised address and the fetch errors naming it. Either way the
+    // verdict is red and says where.
+    match &run.outcome {
+        Outcome::Failed(message) => assert!(
+            message.contains("$.brokers[0].reachable") && message.contains("false"),
+            "{message}"
+        ),
+        Outcome::Errored(message) => assert!(
+            message.contains("fetching metadata") && message.contains("127.0.0.1:1"),
+            "{message}"
+        ),
+        Outcome::Passed => panic!("passed against a broker advertising a dead port"),
+    }
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
