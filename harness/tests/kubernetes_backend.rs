@@ -54,8 +54,11 @@ async fn redis_starts_in_a_run_namespace_answers_through_a_port_forward_and_goes
     kp.start(redis, &env, &[], &[])
         .await
         .expect("the objects are created");
-    let ready_in = kp.wait_ready(redis).await.expect("redis gets ready");
-    eprintln!("redis ready in {ready_in:?} on Kubernetes");
+    let started = std::time::Instant::now();
+    kp.wait_ready(redis, started + redis.startup_timeout)
+        .await
+        .expect("redis gets ready");
+    eprintln!("redis ready in {:?} on Kubernetes", started.elapsed());
     let ports = kp.forward(redis).await.expect("a port-forward");
 
     let endpoint = Endpoint {

@@ -217,11 +217,16 @@ fn warm_runs(
 ) -> Result<String, String> {
     println!("\n== warm: checks against a platform left up by `platform-verify up` ==");
     let started = Instant::now();
-    let code = platform_harness::run::up::up(root, &spec.platform, &[]);
+    let code = platform_harness::run::up::up(
+        root,
+        &spec.platform,
+        &[],
+        platform_harness::platform::backend::Backend::Containers,
+    );
     let up_took = started.elapsed();
     let found = platform_harness::platform::up::find(root, platform).map_err(|e| e.to_string())?;
     if code != std::process::ExitCode::SUCCESS || found.is_none() {
-        platform_harness::run::up::down(root, platform);
+        platform_harness::run::up::down(root, platform, None);
         return Err("`up` did not leave a platform to attach to".into());
     }
     let postgres: BTreeSet<String> = selected
@@ -280,7 +285,7 @@ fn warm_runs(
         );
         line.push_str(&format!("; {label} {:.2} s", wall.as_secs_f64()));
     }
-    platform_harness::run::up::down(root, platform);
+    platform_harness::run::up::down(root, platform, None);
     Ok(line)
 }
 

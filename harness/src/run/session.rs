@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::{interrupt, RunError};
 use crate::checks::{run_check_with, CheckRun, Outcome, Vars};
-use crate::platform::backend::{self, Backend};
+use crate::platform::backend::Backend;
 use crate::platform::containers::ContainerPlatform;
 use crate::platform::external::ExternalPlatform;
 use crate::platform::kubernetes::backend::KubeBackend;
@@ -111,18 +111,7 @@ impl Session {
             masker.extend(e.credential_values_secret());
         }
         console::init(masker.clone());
-        let backend = Backend::from_env().map_err(|(value, reason)| RunError::Setting {
-            name: backend::VAR,
-            value,
-            reason,
-        })?;
-        if backend == Backend::Kubernetes && up.is_some() {
-            return Err(RunError::Setting {
-                name: backend::VAR,
-                value: "kubernetes".into(),
-                reason: "a run on the kubernetes backend cannot attach to an `up` platform of containers; `down` it or unset PLATFORM_BACKEND".into(),
-            });
-        }
+        let backend = super::warm::backend_for(up.map(|(_, s)| s))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -135,12 +124,22 @@ impl Session {
                 .filter(|c| selected.contains(&c.id()))
                 .map(|c| c.as_ref()),
         );
-        let attached = match up {
-            Some((path, state)) if external.is_none() && !needed.is_empty() => {
-                Some(rt.block_on(super::warm::attach(path, state, spec, &secrets, &needed))?)
+        let mut attached = None;
+        let mut kube_warm = None;
+        if let Some((path, state)) = up.filter(|_| external.is_none() && !needed.is_empty()) {
+            match &state.namespace {
+                None => {
+                    attached = Some(
+                        rt.block_on(super::warm::attach(path, state, spec, &secrets, &needed))?,
+                    )
+                }
+                Some(ns) => {
+                    kube_warm = Some(rt.block_on(super::warm::attach_kube(
+                        path, state, ns, spec, &secrets, &needed,
+                    ))?)
+                }
             }
-            _ => None,
-        };
+        }
         // Before anything of the run exists, so a signal at any moment is accounted for.
         interrupt::register(&run_id);
         let (platform, platform_error) = if let Some(e) = external {
@@ -157,9 +156,10 @@ impl Session {
             let to_start: Vec<String> = needed
                 .iter()
                 .filter(|s| {
-                    !attached
-                        .as_ref()
-                        .is_some_and(|a| a.running.contains_key(*s))
+                    kube_warm.is_none()
+                        && !attached
+                            .as_ref()
+                            .is_some_and(|a| a.running.contains_key(*s))
                 })
                 .cloned()
                 .collect();
@@ -180,14 +180,17 @@ impl Session {
                     ))
                     .map(Platform::Containers)
                     .map_err(|e| e.to_string()),
-                Backend::Kubernetes => rt
-                    .block_on(KubeBackend::start(
-                        &spec.platform,
-                        &needed,
-                        &secrets,
-                        &run_id,
-                    ))
-                    .map(Platform::Kubernetes),
+                Backend::Kubernetes => match kube_warm {
+                    Some(warm) => Ok(Platform::Kubernetes(warm)),
+                    None => rt
+                        .block_on(KubeBackend::start(
+                            &spec.platform,
+                            &needed,
+                            &secrets,
+                            &run_id,
+                        ))
+                        .map(Platform::Kubernetes),
+                },
             };
             match started {
                 Ok(p) => (Some(p), None),

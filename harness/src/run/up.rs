@@ -10,6 +10,7 @@ use testcontainers::bollard::Docker;
 use tokio::sync::watch;
 
 use super::{interrupt, RunError};
+use crate::platform::backend::Backend;
 use crate::platform::containers::ContainerPlatform;
 use crate::platform::docker;
 use crate::platform::readiness::{self, Probe};
@@ -20,9 +21,9 @@ use crate::spec::graph;
 use crate::spec::platform::PlatformSpec;
 
 /// How long `status` gives each service to show it is ready now.
-const STATUS_PROBE: Duration = Duration::from_secs(10);
+pub(super) const STATUS_PROBE: Duration = Duration::from_secs(10);
 
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T, RunError> {
+pub(super) fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T, RunError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -31,7 +32,7 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T, RunError> {
     Ok(rt.block_on(f))
 }
 
-fn exit(result: Result<Result<ExitCode, RunError>, RunError>) -> ExitCode {
+pub(super) fn exit(result: Result<Result<ExitCode, RunError>, RunError>) -> ExitCode {
     match result.and_then(|r| r) {
         Ok(code) => code,
         Err(e) => {
@@ -50,14 +51,20 @@ async fn engine() -> Result<Docker, RunError> {
     Ok(docker)
 }
 
-/// Starts the platform (or `only` these services, with their dependencies), waits until
-/// it is ready, writes the state file and leaves it running.
-pub fn up(root: &Path, spec: &PlatformSpec, only: &[String]) -> ExitCode {
+/// Starts the platform (or `only` these services, with their dependencies) on `backend`,
+/// waits until it is ready, writes the state file and leaves it running.
+pub fn up(root: &Path, spec: &PlatformSpec, only: &[String], backend: Backend) -> ExitCode {
     interrupt::install();
-    exit(block_on(up_async(root, spec, only)))
+    exit(block_on(async {
+        match backend {
+            Backend::Containers => up_async(root, spec, only).await,
+            Backend::Kubernetes => super::up_kube::up(root, spec, only).await,
+        }
+    }))
 }
 
-async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<ExitCode, RunError> {
+/// The services `up` starts: `only` with their dependencies, or all.
+pub(super) fn wanted(spec: &PlatformSpec, only: &[String]) -> Result<BTreeSet<String>, RunError> {
     let unknown: Vec<String> = only
         .iter()
         .filter(|s| !spec.services.contains_key(*s))
@@ -75,17 +82,28 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
         .iter()
         .map(|(n, s)| (n.clone(), s.depends_on.clone()))
         .collect();
-    let wanted: BTreeSet<String> = if only.is_empty() {
+    Ok(if only.is_empty() {
         spec.services.keys().cloned().collect()
     } else {
         graph::closure(only.iter().map(String::as_str), &deps)
-    };
+    })
+}
+
+async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<ExitCode, RunError> {
+    let wanted = wanted(spec, only)?;
     let secrets = Secrets::resolve(&spec.secrets, spec.base_dir())?;
     console::init(secrets.masker());
     let docker = engine().await?;
     let dir = up::dir(root, &spec.file);
     let up_id = up::up_id(&spec.file);
     let mut state = match up::find_in(&dir, &spec.file)? {
+        Some(state) if state.namespace.is_some() => {
+            return Err(RunError::Engine(format!(
+                "the `up` platform of {} runs on the kubernetes backend (namespace {}): add `--backend kubernetes`, or `platform-verify down` it first",
+                spec.file.display(),
+                state.network
+            )))
+        }
         Some(state) => {
             let all: BTreeSet<String> = state.services.keys().cloned().collect();
             let changed = up::changed(&docker, &state, spec, &secrets, &all).await?;
@@ -185,15 +203,17 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
                 image_id,
                 fingerprint,
                 ports: ep.ports,
+                forwarded: BTreeMap::new(),
             },
         );
     }
     let written = state.save(&dir).map_err(RunError::from).and_then(|_| {
-        up::write_endpoints(&dir, spec, &state.services, &secrets).map_err(|reason| {
-            RunError::Write {
-                what: format!("the endpoints file in {}", dir.display()),
-                reason,
-            }
+        up::write_endpoints(&dir, spec, &state.services, &secrets, &|_| {
+            "127.0.0.1".into()
+        })
+        .map_err(|reason| RunError::Write {
+            what: format!("the endpoints file in {}", dir.display()),
+            reason,
         })
     });
     if let Err(e) = written {
@@ -221,7 +241,7 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
 
 /// Under a cargo-nextest setup script, hands the state file to the tests: nextest reads
 /// `KEY=VALUE` lines from the file `NEXTEST_ENV` names into every test's environment.
-fn export_for_nextest(dir: &Path) -> Result<(), RunError> {
+pub(super) fn export_for_nextest(dir: &Path) -> Result<(), RunError> {
     use std::io::Write;
     let Some(env_file) = std::env::var_os("NEXTEST_ENV") else {
         return Ok(());
@@ -237,7 +257,7 @@ fn export_for_nextest(dir: &Path) -> Result<(), RunError> {
         })
 }
 
-fn usage(dir: &Path) {
+pub(super) fn usage(dir: &Path) {
     console::say(format!(
         "  state:     {}\n  endpoints: {}\n  cargo test --test platform and platform-verify run now attach to it;\n  platform-verify status shows it, platform-verify down removes it.",
         dir.join(up::STATE_FILE).display(),
@@ -245,7 +265,7 @@ fn usage(dir: &Path) {
     ));
 }
 
-fn report_cleanup(c: &docker::Cleanup) -> Result<(), RunError> {
+pub(super) fn report_cleanup(c: &docker::Cleanup) -> Result<(), RunError> {
     if c.problems.is_empty() {
         Ok(())
     } else {
@@ -253,8 +273,16 @@ fn report_cleanup(c: &docker::Cleanup) -> Result<(), RunError> {
     }
 }
 
-/// Removes the platform's `up` containers, network and state.
-pub fn down(root: &Path, platform: &Path) -> ExitCode {
+/// Removes the platform's `up` containers, network and state (or, when it runs on the
+/// Kubernetes backend or `backend` says so, its namespace).
+pub fn down(root: &Path, platform: &Path, backend: Option<Backend>) -> ExitCode {
+    let on_cluster = up::find_in(&up::dir(root, platform), platform)
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.namespace.is_some());
+    if on_cluster || backend == Some(Backend::Kubernetes) {
+        return exit(block_on(super::up_kube::down(root, platform)));
+    }
     exit(block_on(async {
         let docker = engine().await?;
         let c = up::down(&docker, root, platform).await;
@@ -291,6 +319,9 @@ pub fn status(root: &Path, spec: &PlatformSpec) -> ExitCode {
         };
         let secrets = Secrets::resolve(&spec.secrets, spec.base_dir())?;
         console::init(secrets.masker());
+        if state.namespace.is_some() {
+            return super::up_kube::status(spec, &state, &secrets).await;
+        }
         let docker = engine().await?;
         let mut healthy = true;
         for (name, s) in &state.services {

@@ -5,8 +5,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::RunError;
+use crate::platform::backend::{self, Backend};
 use crate::platform::containers::Attached;
 use crate::platform::docker;
+use crate::platform::kubernetes::backend::KubeBackend;
 use crate::platform::up::{self, UpError, UpState};
 use crate::report::console;
 use crate::secrets::Secrets;
@@ -45,4 +47,56 @@ pub(super) async fn attach(
         ));
     }
     Ok(attached)
+}
+
+/// A warm run on the Kubernetes backend: the `up` namespace's services, forwarded.
+pub(super) async fn attach_kube(
+    path: &Path,
+    state: &UpState,
+    namespace: &str,
+    spec: &Spec,
+    secrets: &Secrets,
+    needed: &BTreeSet<String>,
+) -> Result<KubeBackend, RunError> {
+    let warm = KubeBackend::attach(&spec.platform, needed, secrets, state, namespace)
+        .await
+        .map_err(|e| UpError::InState {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+    console::say(format!(
+        "platform: using the `up` platform ({}, namespace {namespace}): {}",
+        path.display(),
+        needed.iter().cloned().collect::<Vec<_>>().join(", ")
+    ));
+    Ok(warm)
+}
+
+/// The backend of a run: `PLATFORM_BACKEND`, or the `up` platform's when there is one and
+/// the variable is unset. A backend that contradicts the `up` platform's is refused.
+pub(super) fn backend_for(up: Option<&UpState>) -> Result<Backend, RunError> {
+    let asked = std::env::var(backend::VAR)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let backend = Backend::from_env().map_err(|(value, reason)| RunError::Setting {
+        name: backend::VAR,
+        value,
+        reason,
+    })?;
+    let up_on = match up {
+        None => return Ok(backend),
+        Some(s) if s.namespace.is_some() => Backend::Kubernetes,
+        Some(_) => Backend::Containers,
+    };
+    if asked.is_none() || backend == up_on {
+        return Ok(up_on);
+    }
+    Err(RunError::Setting {
+        name: backend::VAR,
+        value: backend.name().into(),
+        reason: format!(
+            "the `up` platform of this spec runs on the {} backend; unset PLATFORM_BACKEND, or `platform-verify down` it",
+            up_on.name()
+        ),
+    })
 }

@@ -33,6 +33,20 @@ pub struct UpArgs {
     /// Only these services (comma-separated), with their dependencies.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Where the platform stays up: `containers` (the default) or `kubernetes` (a
+    /// namespace of the cluster of KUBECONFIG); PLATFORM_BACKEND sets it too.
+    #[arg(long, env = "PLATFORM_BACKEND", value_parser = |v: &str| Backend::parse(Some(v)))]
+    pub backend: Option<Backend>,
+}
+
+#[derive(Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub platform: PlatformArg,
+    /// Also delete the platform's `up` namespace on the cluster when its state file is
+    /// gone (the state says the backend otherwise).
+    #[arg(long, env = "PLATFORM_BACKEND", value_parser = |v: &str| Backend::parse(Some(v)))]
+    pub backend: Option<Backend>,
 }
 
 #[derive(Args)]
@@ -64,12 +78,15 @@ pub struct RunArgs {
 }
 
 pub fn up(a: &UpArgs) -> ExitCode {
-    with_platform(&a.platform, |spec| up_cmd::up(Path::new(""), spec, &a.only))
+    let backend = a.backend.unwrap_or(Backend::Containers);
+    with_platform(&a.platform, |spec| {
+        up_cmd::up(Path::new(""), spec, &a.only, backend)
+    })
 }
 
-pub fn down(a: &PlatformArg) -> ExitCode {
-    match platform_file(&a.platform) {
-        Ok(file) => up_cmd::down(Path::new(""), &file),
+pub fn down(a: &DownArgs) -> ExitCode {
+    match platform_file(&a.platform.platform) {
+        Ok(file) => up_cmd::down(Path::new(""), &file, a.backend),
         Err(code) => code,
     }
 }

@@ -34,9 +34,9 @@ enum Command {
     /// Start the platform and leave it running; runs then attach to it (warm runs).
     #[cfg(feature = "run")]
     Up(commands::UpArgs),
-    /// Remove the platform `up` started (only its containers and network).
+    /// Remove the platform `up` started (only its containers and network, or its namespace).
     #[cfg(feature = "run")]
-    Down(commands::PlatformArg),
+    Down(commands::DownArgs),
     /// Show each service of the `up` platform: running, ready now, its ports.
     #[cfg(feature = "run")]
     Status(commands::PlatformArg),

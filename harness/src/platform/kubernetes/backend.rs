@@ -17,6 +17,7 @@ use super::run::{start_all, KubeRun};
 use super::{bounded, namespace_for, reap, TIMEOUT};
 use crate::clients::error_chain;
 use crate::kinds::{ExecOutput, ServiceShell};
+use crate::platform::up::{UpError, UpState};
 use crate::platform::{docker, say, Endpoint, ServiceFailure, ServiceStart};
 use crate::secrets::Secrets;
 use crate::spec::platform::PlatformSpec;
@@ -61,6 +62,8 @@ pub struct KubeBackend {
     run: KubeRun,
     images: BTreeMap<String, String>,
     problems: Vec<String>,
+    /// False for an `up` platform's namespace: the run leaves it as it found it.
+    owned: bool,
 }
 
 impl KubeBackend {
@@ -84,15 +87,36 @@ impl KubeBackend {
             Err(e) => problems.push(format!("reaper: {e}")),
         }
         let run = start_all(client, spec, needed, secrets, run_id).await?;
-        let images = spec
-            .services
-            .iter()
-            .map(|(n, s)| (n.clone(), s.image.clone()))
-            .collect();
         Ok(Self {
             run,
-            images,
+            images: images_of(spec),
             problems,
+            owned: true,
+        })
+    }
+
+    /// A warm run on the `up` platform in `namespace` (`up::attach`): nothing starts,
+    /// and the teardown only closes this process's port-forwards.
+    pub async fn attach(
+        spec: &PlatformSpec,
+        needed: &BTreeSet<String>,
+        secrets: &Secrets,
+        state: &UpState,
+        namespace: &str,
+    ) -> Result<Self, UpError> {
+        let client = client().await.map_err(UpError::Engine)?;
+        let (platform, endpoints) =
+            super::up::attach(client, state, namespace, spec, secrets, needed).await?;
+        Ok(Self {
+            run: KubeRun {
+                platform,
+                endpoints,
+                ready_in: BTreeMap::new(),
+                ready_at: BTreeMap::new(),
+            },
+            images: images_of(spec),
+            problems: Vec::new(),
+            owned: false,
         })
     }
 
@@ -167,8 +191,13 @@ impl KubeBackend {
         self.problems.clone()
     }
 
-    /// Deletes the run's namespace (the API server removes what is in it).
+    /// Deletes the run's namespace (the API server removes what is in it); an `up`
+    /// platform's stays.
     pub async fn shutdown(&self) -> docker::Cleanup {
+        if !self.owned {
+            self.run.platform.stop_forwards();
+            return docker::Cleanup::default();
+        }
         let ns = self.run.platform.namespace.clone();
         match self.run.platform.delete().await {
             Ok(()) => docker::Cleanup {
@@ -181,6 +210,13 @@ impl KubeBackend {
             },
         }
     }
+}
+
+fn images_of(spec: &PlatformSpec) -> BTreeMap<String, String> {
+    spec.services
+        .iter()
+        .map(|(n, s)| (n.clone(), s.image.clone()))
+        .collect()
 }
 
 impl ServiceShell for KubeBackend {

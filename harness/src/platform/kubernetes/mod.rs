@@ -8,6 +8,7 @@ pub mod backend;
 pub mod exec;
 pub mod manifests;
 pub mod run;
+pub mod up;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::reaper::{decide_labelled, liveness, Owner, Verdict, LABEL_RUN};
+use super::reaper::{decide_labelled, liveness, Owner, Verdict, LABEL_RUN, LABEL_UP};
 use crate::clients::error_chain;
 use crate::spec::platform::{ReadyCondition, ServiceSpec};
 use manifests::{Workload, LABEL_SERVICE};
@@ -60,6 +61,11 @@ pub fn namespace_for(run_id: &str) -> String {
     name.trim_end_matches('-').to_string()
 }
 
+/// The namespace of the `up` platform with this up id.
+pub fn up_namespace(up_id: &str) -> String {
+    namespace_for(&format!("up-{up_id}"))
+}
+
 impl KubePlatform {
     /// Creates the run's namespace. The owner markers are annotations: a PID namespace
     /// (`pid:[4026531836]`) is no valid label value.
@@ -69,6 +75,33 @@ impl KubePlatform {
         let labels = BTreeMap::from([(LABEL_RUN.to_string(), run_label)]);
         let annotations: BTreeMap<String, String> =
             Owner::this_process().labels().into_iter().collect();
+        Self::create_namespace(client, namespace, labels, annotations).await
+    }
+
+    /// Creates the namespace of an `up` platform: labelled with its up id and without
+    /// owner markers, so the reaper never takes it for a dead run's (`platform::up`).
+    pub async fn create_up(client: Client, up_id: &str) -> Result<Self, String> {
+        let labels = BTreeMap::from([(LABEL_UP.to_string(), up_id.to_string())]);
+        Self::create_namespace(client, up_namespace(up_id), labels, BTreeMap::new()).await
+    }
+
+    /// A handle on a namespace that exists (an `up` platform's), for more services,
+    /// forwards and execs; dropping it leaves the namespace.
+    pub fn existing(client: Client, namespace: String, labels: BTreeMap<String, String>) -> Self {
+        Self {
+            client,
+            namespace,
+            labels,
+            forwards: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn create_namespace(
+        client: Client,
+        namespace: String,
+        labels: BTreeMap<String, String>,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<Self, String> {
         let ns: Namespace = serde_json::from_value(json!({
             "metadata": { "name": namespace, "labels": labels, "annotations": annotations },
         }))
@@ -78,12 +111,7 @@ impl KubePlatform {
             &format!("creating namespace {namespace}"),
         )
         .await?;
-        Ok(Self {
-            client,
-            namespace,
-            labels,
-            forwards: std::sync::Mutex::new(Vec::new()),
-        })
+        Ok(Self::existing(client, namespace, labels))
     }
 
     /// Creates the service's objects; `env`, `args` and `files` are rendered.
@@ -133,15 +161,15 @@ impl KubePlatform {
         Ok(())
     }
 
-    /// Waits (bounded by the startup timeout) until the Deployment is available (the
-    /// kubelet's probe) and the pod logged each readiness line its times.
-    pub async fn wait_ready(&self, svc: &ServiceSpec) -> Result<Duration, String> {
+    /// Waits (bounded by `deadline`) until the Deployment is available (the kubelet's
+    /// probe) and the pod logged each readiness line its times.
+    pub async fn wait_ready(&self, svc: &ServiceSpec, deadline: Instant) -> Result<(), String> {
         let started = Instant::now();
         let deployments = Api::<Deployment>::namespaced(self.client.clone(), &self.namespace);
         let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
         let selector = format!("{LABEL_SERVICE}={}", svc.name);
         let mut last = String::from("not observed yet");
-        while started.elapsed() < svc.startup_timeout {
+        while Instant::now() < deadline {
             let d = bounded(deployments.get(&svc.name), "reading its Deployment").await;
             let available = matches!(&d, Ok(d) if d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 1);
             let pod = bounded(
@@ -167,7 +195,7 @@ impl KubePlatform {
                         _ => false,
                     });
                     match missing {
-                        None => return Ok(started.elapsed()),
+                        None => return Ok(()),
                         Some(_) => last = "its log lacks a readiness line".into(),
                     }
                 }
@@ -175,8 +203,10 @@ impl KubePlatform {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         Err(format!(
-            "service `{}` not ready within {:?} in namespace {}: {last}",
-            svc.name, svc.startup_timeout, self.namespace
+            "service `{}` not ready within {:.0?} in namespace {}: {last}",
+            svc.name,
+            started.elapsed(),
+            self.namespace
         ))
     }
 
@@ -218,11 +248,27 @@ impl KubePlatform {
     /// A listener on 127.0.0.1 per named port, forwarding each connection to the service's
     /// pod through the API server; the local ports, by port name.
     pub async fn forward(&self, svc: &ServiceSpec) -> Result<BTreeMap<String, u16>, String> {
+        self.forward_at(svc, &BTreeMap::new()).await
+    }
+
+    /// As `forward`, on the local ports `at` names (others: any free port). A warm run
+    /// forwards where `up` did, since a service may have been told that address (Kafka
+    /// advertises it); the listeners share the port (SO_REUSEPORT) with other processes
+    /// attached to the same platform, as cargo-nextest's are.
+    pub async fn forward_at(
+        &self,
+        svc: &ServiceSpec,
+        at: &BTreeMap<String, u16>,
+    ) -> Result<BTreeMap<String, u16>, String> {
         let mut local = BTreeMap::new();
         for (name, &target) in &svc.ports {
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(|e| format!("service `{}`: a local port for `{name}`: {e}", svc.name))?;
+            let wanted = at.get(name).copied().unwrap_or(0);
+            let listener = listen(wanted).map_err(|e| {
+                format!(
+                    "service `{}`: local port {wanted} for `{name}`: {e}",
+                    svc.name
+                )
+            })?;
             let port = listener.local_addr().map_err(|e| e.to_string())?.port();
             local.insert(name.clone(), port);
             let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
@@ -237,11 +283,16 @@ impl KubePlatform {
         Ok(local)
     }
 
-    /// Stops the forwards and deletes the namespace (the API server removes what is in it).
-    pub async fn delete(&self) -> Result<(), String> {
+    /// Stops the port-forwards this process opened.
+    pub fn stop_forwards(&self) {
         for t in self.forwards.lock().expect("forwards lock").drain(..) {
             t.abort();
         }
+    }
+
+    /// Stops the forwards and deletes the namespace (the API server removes what is in it).
+    pub async fn delete(&self) -> Result<(), String> {
+        self.stop_forwards();
         let api = Api::<Namespace>::all(self.client.clone());
         bounded(
             api.delete(&self.namespace, &DeleteParams::background()),
@@ -258,6 +309,20 @@ impl Drop for KubePlatform {
             f.drain(..).for_each(|t| t.abort());
         }
     }
+}
+
+/// A listener on 127.0.0.1:`port`, shared with other processes that forward there too;
+/// 0: a free port of its own (never shared: the kernel hands out no port a sharing
+/// listener holds).
+fn listen(port: u16) -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if port != 0 {
+        // REUSEADDR: the connections `up` forwarded there may still be in TIME-WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
+    socket.listen(1024)
 }
 
 async fn forward_one(
@@ -314,7 +379,7 @@ fn image_missing(pod: &Pod, svc: &ServiceSpec) -> Result<(), String> {
 }
 
 /// A pod's state in a few words, for a not-ready message.
-fn describe(pod: &Pod) -> String {
+pub(crate) fn describe(pod: &Pod) -> String {
     let status = pod.status.clone().unwrap_or_default();
     let waiting: Vec<String> = status
         .container_statuses

@@ -34,7 +34,7 @@ pub async fn start_all(
     run_id: &str,
 ) -> Result<KubeRun, String> {
     let platform = KubePlatform::create(client, run_id).await?;
-    match start_in(&platform, spec, needed, secrets).await {
+    match start_in(&platform, spec, needed, &BTreeSet::new(), secrets).await {
         Ok((endpoints, ready_in, ready_at)) => Ok(KubeRun {
             platform,
             endpoints,
@@ -48,16 +48,21 @@ pub async fn start_all(
     }
 }
 
-type Started = (
+/// The services started: endpoints, own start to ready, ready since the platform's start.
+pub type Started = (
     BTreeMap<String, Endpoint>,
     BTreeMap<String, Duration>,
     BTreeMap<String, Duration>,
 );
 
-async fn start_in(
+/// Starts `needed` and their dependencies in `kp`'s namespace, except those `present`
+/// (running there already, as in an `up` platform). On an error, what it created stays:
+/// the caller owns the namespace.
+pub async fn start_in(
     kp: &KubePlatform,
     spec: &PlatformSpec,
     needed: &BTreeSet<String>,
+    present: &BTreeSet<String>,
     secrets: &Secrets,
 ) -> Result<Started, String> {
     let platform_start = Instant::now();
@@ -65,12 +70,13 @@ async fn start_in(
     let mut endpoints = BTreeMap::new();
     let mut ready_in = BTreeMap::new();
     let mut ready_at = BTreeMap::new();
-    while ready_in.len() < all.len() {
+    let mut done: BTreeSet<String> = all.intersection(present).cloned().collect();
+    while done.len() < all.len() {
         let wave: Vec<&ServiceSpec> = all
             .iter()
             .map(|s| &spec.services[s])
-            .filter(|s| !ready_in.contains_key(&s.name))
-            .filter(|s| s.depends_on.iter().all(|d| ready_in.contains_key(d)))
+            .filter(|s| !done.contains(&s.name))
+            .filter(|s| s.depends_on.iter().all(|d| done.contains(d)))
             .collect();
         if wave.is_empty() {
             return Err("services depend on each other in a cycle".into());
@@ -84,6 +90,7 @@ async fn start_in(
                 took.as_secs_f64()
             ));
             endpoints.insert(svc.name.clone(), endpoint);
+            done.insert(svc.name.clone());
             ready_in.insert(svc.name.clone(), took);
             ready_at.insert(svc.name.clone(), platform_start.elapsed());
         }
@@ -142,7 +149,22 @@ async fn start_one(
             }
         }
     }
-    kp.wait_ready(svc).await?;
+    let endpoint = ready_now(kp, svc, ports, secrets, deadline).await?;
+    Ok((endpoint, started.elapsed()))
+}
+
+/// Waits (bounded by `deadline`) until the service is ready by all its conditions: the
+/// Deployment available and the log lines through the API, HTTP and check steps through
+/// the forwards (`ports`); the endpoint checks get.
+pub async fn ready_now(
+    kp: &KubePlatform,
+    svc: &ServiceSpec,
+    ports: BTreeMap<String, u16>,
+    secrets: &Secrets,
+    deadline: Instant,
+) -> Result<Endpoint, String> {
+    let fail = |e: String| format!("service `{}`: {e}", svc.name);
+    kp.wait_ready(svc, deadline).await?;
     // What the kubelet's probe could not judge (a status or body), through the forward.
     for r in &svc.ready {
         if let ReadyCondition::Http {
@@ -163,28 +185,33 @@ async fn start_one(
             .map_err(fail)?;
         }
     }
-    let params = svc
-        .endpoint
-        .iter()
-        .map(|(k, v)| {
-            template::render(v, render::started(&ports, secrets))
-                .map(|v| (k.clone(), v))
-                .map_err(fail)
-        })
-        .collect::<Result<BTreeMap<_, _>, String>>()?;
-    let endpoint = Endpoint {
-        service: svc.name.clone(),
-        host: "127.0.0.1".into(),
-        ports,
-        params,
-    };
+    let endpoint = endpoint_of(svc, ports, secrets).map_err(fail)?;
     // A check step as readiness (Trino runs a query): against the endpoint checks get.
     for r in &svc.ready {
         if let ReadyCondition::Step(step) = r {
             step_ready(&endpoint, step, deadline).await.map_err(fail)?;
         }
     }
-    Ok((endpoint, started.elapsed()))
+    Ok(endpoint)
+}
+
+/// What checks receive for a service forwarded on these local ports.
+pub fn endpoint_of(
+    svc: &ServiceSpec,
+    ports: BTreeMap<String, u16>,
+    secrets: &Secrets,
+) -> Result<Endpoint, String> {
+    let params = svc
+        .endpoint
+        .iter()
+        .map(|(k, v)| template::render(v, render::started(&ports, secrets)).map(|v| (k.clone(), v)))
+        .collect::<Result<BTreeMap<_, _>, String>>()?;
+    Ok(Endpoint {
+        service: svc.name.clone(),
+        host: "127.0.0.1".into(),
+        ports,
+        params,
+    })
 }
 
 /// The env var a secret reaches `args` through (`$(VAR)`, which the kubelet expands).

@@ -13,18 +13,22 @@ use crate::secrets::Secrets;
 use crate::spec::platform::PlatformSpec;
 use crate::template;
 
+/// `host` gives the address of each service: 127.0.0.1 for published ports, a Service's
+/// DNS name in the cluster.
 pub fn write(
     dir: &Path,
     spec: &PlatformSpec,
     services: &BTreeMap<String, UpService>,
     secrets: &Secrets,
+    host: &dyn Fn(&str) -> String,
 ) -> Result<PathBuf, String> {
     let mut root = toml::Table::new();
     let mut all = toml::Table::new();
     for (name, up) in services {
         let svc = &spec.services[name];
         let mut t = toml::Table::new();
-        t.insert("host".into(), "127.0.0.1".into());
+        let address = host(name);
+        t.insert("host".into(), address.clone().into());
         let ports: toml::Table = up
             .ports
             .iter()
@@ -37,7 +41,7 @@ pub fn write(
             let vars = |k: &str| -> Option<String> {
                 match k.strip_prefix("port.") {
                     Some(p) => up.ports.get(p).map(u16::to_string),
-                    None if k == "host" => Some("127.0.0.1".into()),
+                    None if k == "host" => Some(address.clone()),
                     None => None,
                 }
             };
@@ -163,8 +167,16 @@ endpoint = { user = "app", password = "${secret.from_env}", url = "http://${host
             image_id: "sha256:1".into(),
             fingerprint: String::new(),
             ports: BTreeMap::from([("sql".into(), 40001), ("http".into(), 40002)]),
+            forwarded: BTreeMap::new(),
         };
-        let path = write(&dir, &spec, &BTreeMap::from([("db".into(), up)]), &secrets).unwrap();
+        let path = write(
+            &dir,
+            &spec,
+            &BTreeMap::from([("db".into(), up)]),
+            &secrets,
+            &|_| "127.0.0.1".into(),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("dflt-secret-9"), "{text}");
         assert!(text.contains("env = \"PATH\""), "{text}");

@@ -22,7 +22,11 @@ pub struct UpState {
     pub up_id: String,
     /// The platform file, canonical.
     pub platform: PathBuf,
+    /// The Docker network, or on the Kubernetes backend the namespace.
     pub network: String,
+    /// Set when the platform runs on the Kubernetes backend: its namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Mixed into every fingerprint, so a fingerprint does not reveal a short secret.
     pub salt: String,
     /// The endpoints file written beside this one (the format `--endpoints` reads).
@@ -35,14 +39,20 @@ pub struct UpState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpService {
+    /// The container ID, or on the Kubernetes backend the pod `up` saw.
     pub container: String,
     /// The run (`LABEL_RUN`) that started it: `up` adds services in runs of their own.
     pub run: String,
     pub image: String,
     pub image_id: String,
     pub fingerprint: String,
-    /// Named port -> port published on 127.0.0.1.
+    /// Named port -> the port checks reach: published on 127.0.0.1 (containers), or the
+    /// Service's port (Kubernetes: warm runs forward to it from their own process).
     pub ports: BTreeMap<String, u16>,
+    /// Kubernetes: the local ports `up` forwarded to the service and rendered into its
+    /// start (Kafka advertises one); warm runs forward on the same.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub forwarded: BTreeMap<String, u16>,
 }
 
 /// Where the state of `platform`'s up platform lives below `root`.
@@ -86,6 +96,7 @@ impl UpState {
             up_id,
             platform: canonical(platform),
             network,
+            namespace: None,
             salt,
             endpoints: PathBuf::from(ENDPOINTS_FILE),
             services: BTreeMap::new(),
@@ -148,6 +159,7 @@ mod tests {
                 image_id: "sha256:1234".into(),
                 fingerprint: "ab".repeat(32),
                 ports: BTreeMap::from([("sql".into(), 32771)]),
+                forwarded: BTreeMap::new(),
             },
         );
         let path = s.save(&dir).unwrap();
