@@ -316,9 +316,10 @@ impl Drop for KubePlatform {
 /// listener holds).
 fn listen(port: u16) -> std::io::Result<TcpListener> {
     let socket = tokio::net::TcpSocket::new_v4()?;
+    // The connections a listener accepted inherit this: a later process may then bind the
+    // port while they linger in TIME-WAIT (a warm run right after `up` exited).
+    socket.set_reuseaddr(true)?;
     if port != 0 {
-        // REUSEADDR: the connections `up` forwarded there may still be in TIME-WAIT.
-        socket.set_reuseaddr(true)?;
         socket.set_reuseport(true)?;
     }
     socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
