@@ -198,7 +198,9 @@ enum Ask {
 /// its exit code, its output, and the run's namespace (from "run <id>: starting").
 fn run_on_kubernetes(dir: &Path, ask: Ask) -> (Option<i32>, String, String) {
     let mut cmd = std::process::Command::new(BIN);
+    // A cold run: a developer's `up` platform of this checkout would otherwise be used.
     cmd.current_dir("..")
+        .env("PLATFORM_UP", "off")
         .args(["run", "--platform", "fixtures/platform.toml", "--suites"])
         .arg(dir.join("suites"))
         .arg("--junit")

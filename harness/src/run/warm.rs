@@ -75,20 +75,23 @@ pub(super) async fn attach_kube(
 /// The backend of a run: `PLATFORM_BACKEND`, or the `up` platform's when there is one and
 /// the variable is unset. A backend that contradicts the `up` platform's is refused.
 pub(super) fn backend_for(up: Option<&UpState>) -> Result<Backend, RunError> {
-    let asked = std::env::var(backend::VAR)
-        .ok()
-        .filter(|v| !v.trim().is_empty());
-    let backend = Backend::from_env().map_err(|(value, reason)| RunError::Setting {
+    let asked = std::env::var(backend::VAR).ok();
+    choose_backend(asked.as_deref(), up.map(|s| s.namespace.is_some()))
+}
+
+/// `asked`: the variable's value; `up_on_cluster`: whether an `up` platform runs, and where.
+fn choose_backend(asked: Option<&str>, up_on_cluster: Option<bool>) -> Result<Backend, RunError> {
+    let backend = Backend::parse(asked).map_err(|reason| RunError::Setting {
         name: backend::VAR,
-        value,
+        value: asked.unwrap_or_default().to_string(),
         reason,
     })?;
-    let up_on = match up {
+    let up_on = match up_on_cluster {
         None => return Ok(backend),
-        Some(s) if s.namespace.is_some() => Backend::Kubernetes,
-        Some(_) => Backend::Containers,
+        Some(true) => Backend::Kubernetes,
+        Some(false) => Backend::Containers,
     };
-    if asked.is_none() || backend == up_on {
+    if asked.is_none_or(|v| v.trim().is_empty()) || backend == up_on {
         return Ok(up_on);
     }
     Err(RunError::Setting {
@@ -99,4 +102,40 @@ pub(super) fn backend_for(up: Option<&UpState>) -> Result<Backend, RunError> {
             up_on.name()
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{choose_backend, Backend};
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::no_up_default(None, None, Ok(Backend::Containers))]
+    #[case::no_up_asked(Some("kubernetes"), None, Ok(Backend::Kubernetes))]
+    #[case::up_on_cluster_unasked(None, Some(true), Ok(Backend::Kubernetes))]
+    #[case::up_on_cluster_empty(Some(""), Some(true), Ok(Backend::Kubernetes))]
+    #[case::up_on_cluster_asked(Some("kubernetes"), Some(true), Ok(Backend::Kubernetes))]
+    #[case::up_of_containers(None, Some(false), Ok(Backend::Containers))]
+    #[case::cluster_asked_containers_up(
+        Some("kubernetes"),
+        Some(false),
+        Err("runs on the containers backend")
+    )]
+    #[case::containers_asked_cluster_up(
+        Some("containers"),
+        Some(true),
+        Err("runs on the kubernetes backend")
+    )]
+    #[case::unknown(Some("nomad"), None, Err("unknown backend `nomad`"))]
+    fn the_up_platform_decides_unless_told_otherwise(
+        #[case] asked: Option<&str>,
+        #[case] up: Option<bool>,
+        #[case] expected: Result<Backend, &str>,
+    ) {
+        match (choose_backend(asked, up), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want),
+            (Err(e), Err(said)) => assert!(e.to_string().contains(said), "{e}"),
+            (got, want) => panic!("{asked:?} with up {up:?}: got {got:?}, want {want:?}"),
+        }
+    }
 }
