@@ -172,10 +172,19 @@ async fn up_on_kubernetes_warm_runs_and_down_leave_nothing_behind() {
         "{endpoints}"
     );
 
+    // A process of its own holds the forwards between runs, as Docker's published ports.
+    let forwarder_pid = forwarder_of(&state_dir);
+    assert!(alive(forwarder_pid), "the port-forward process runs");
+
     let status = blocking(dir.clone(), |d| {
         pv(d, &["status", "--platform", "kubeup.toml"], None)
     })
     .await;
+    assert!(
+        text(&status).contains(&format!("ports forwarded by process {forwarder_pid}")),
+        "{}",
+        text(&status)
+    );
     assert!(status.status.success(), "{}", text(&status));
     assert!(
         text(&status).contains("pg           ready"),
@@ -196,6 +205,31 @@ async fn up_on_kubernetes_warm_runs_and_down_leave_nothing_behind() {
         "nothing starts:\n{}",
         text(&o)
     );
+
+    // Its forwarder killed: the run is refused, saying so; `up` starts it again.
+    kill(forwarder_pid);
+    let o = blocking(dir.clone(), |d| run_filtered(d, "pg::login")).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("port-forward process is no longer running"),
+        "{}",
+        text(&o)
+    );
+    let o = blocking(dir.clone(), |d| {
+        pv(
+            d,
+            &["up", "--platform", "kubeup.toml", "--only", "pg"],
+            Some("kubernetes"),
+        )
+    })
+    .await;
+    assert!(
+        o.status.success() && text(&o).contains("restarted the `up` platform's port-forward"),
+        "{}",
+        text(&o)
+    );
+    let o = blocking(dir.clone(), |d| run_filtered(d, "pg::login")).await;
+    assert!(o.status.success(), "{}", text(&o));
 
     // A check on a service the up platform lacks: refused, saying how to add it.
     let o = blocking(dir.clone(), |d| pv(d, &RUN, None)).await;
@@ -242,6 +276,7 @@ async fn up_on_kubernetes_warm_runs_and_down_leave_nothing_behind() {
     );
     assert!(!text(&o).contains(SECRET), "{}", text(&o));
 
+    let last_forwarder = forwarder_of(&state_dir);
     let o = blocking(dir.clone(), |d| {
         pv(d, &["down", "--platform", "kubeup.toml"], None)
     })
@@ -252,6 +287,32 @@ async fn up_on_kubernetes_warm_runs_and_down_leave_nothing_behind() {
         "down waits until it is gone"
     );
     assert!(!state_dir.exists());
+    assert!(
+        !alive(last_forwarder),
+        "down stops the port-forward process"
+    );
+}
+
+fn forwarder_of(state_dir: &Path) -> u32 {
+    let text = std::fs::read_to_string(state_dir.join("forwarder.pid")).unwrap();
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let state = s.rsplit(')').next().unwrap_or("").trim_start();
+        !state.starts_with('Z')
+    })
+}
+
+fn kill(pid: u32) {
+    let out = Command::new("kill").arg(pid.to_string()).output().unwrap();
+    assert!(out.status.success());
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alive(pid) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[tokio::test]

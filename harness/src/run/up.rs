@@ -320,7 +320,7 @@ pub fn status(root: &Path, spec: &PlatformSpec) -> ExitCode {
         let secrets = Secrets::resolve(&spec.secrets, spec.base_dir())?;
         console::init(secrets.masker());
         if state.namespace.is_some() {
-            return super::up_kube::status(spec, &state, &secrets).await;
+            return super::up_kube::status(&dir, spec, &state, &secrets).await;
         }
         let docker = engine().await?;
         let mut healthy = true;
@@ -405,4 +405,9 @@ async fn service_status(
             format!("  {name:<12} running, NOT ready: {e}  {ports}"),
         ),
     }
+}
+
+/// The process that holds an `up` platform's port-forwards on a cluster (started by `up`).
+pub fn forward_up(state: &Path) -> ExitCode {
+    super::up_kube::serve(state)
 }

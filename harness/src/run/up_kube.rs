@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kube::Client;
 
@@ -14,10 +14,18 @@ use super::{interrupt, RunError};
 use crate::platform::kubernetes::backend::client;
 use crate::platform::kubernetes::run::{ready_now, start_in};
 use crate::platform::kubernetes::{up as kup, up_namespace, KubePlatform};
-use crate::platform::up::{self, UpError, UpService, UpState};
+use crate::platform::up::{self, forwarder, UpError, UpService, UpState};
 use crate::report::console;
 use crate::secrets::Secrets;
 use crate::spec::platform::PlatformSpec;
+
+/// How long the forwarder gets to hold the ports after it is started, and to end.
+const FORWARDER_START: Duration = Duration::from_secs(20);
+const FORWARDER_STOP: Duration = Duration::from_secs(5);
+/// How often the forwarder looks whether its platform is still there.
+const FORWARDER_WATCH: Duration = Duration::from_secs(5);
+/// Unanswered looks (a minute) after which it gives up: the cluster is gone.
+const FORWARDER_UNANSWERED: u32 = 12;
 
 async fn cluster() -> Result<Client, RunError> {
     client().await.map_err(RunError::Engine)
@@ -66,6 +74,10 @@ pub(super) async fn up(
             "platform: already up in namespace {namespace}: {}",
             join(&have)
         ));
+        if forwarder::running(&dir).is_none() {
+            start_forwarder(&dir).await?;
+            console::say("platform: restarted the `up` platform's port-forward process");
+        }
         usage(&dir);
         export_for_nextest(&dir)?;
         return Ok(ExitCode::SUCCESS);
@@ -128,7 +140,14 @@ pub(super) async fn up(
             return Err(e);
         }
     };
+    // The forwarder takes the ports over from this process, which is about to exit.
     kp.stop_forwards();
+    if let Err(e) = start_forwarder(&dir).await {
+        console::say(format!("platform: up failed: {e}; removing it"));
+        report_cleanup(&kup::down(&client, &up_id).await)?;
+        remove_dir(&dir)?;
+        return Err(e);
+    }
     export_for_nextest(&dir)?;
     console::say(format!(
         "platform: up: {} in namespace {namespace}",
@@ -168,6 +187,8 @@ async fn keep_or_replace(
         return Ok(Some(state));
     };
     console::say(format!("platform: replacing the `up` platform: {why}"));
+    let dir = up::dir(root, &spec.file);
+    forwarder::stop(&dir, FORWARDER_STOP).map_err(|e| RunError::Cleanup(vec![e]))?;
     report_cleanup(&kup::down(client, &state.up_id).await)?;
     remove_dir(&up::dir(root, &spec.file))?;
     Ok(None)
@@ -254,6 +275,8 @@ fn join(names: &BTreeSet<String>) -> String {
 /// Deletes the `up` namespace(s) of the platform and its state folder.
 pub(super) async fn down(root: &Path, platform: &Path) -> Result<ExitCode, RunError> {
     let up_id = up::up_id(platform);
+    let dir = up::dir(root, platform);
+    forwarder::stop(&dir, FORWARDER_STOP).map_err(|e| RunError::Cleanup(vec![e]))?;
     let client = cluster().await?;
     let cleanup = kup::down(&client, &up_id).await;
     report_cleanup(&cleanup)?;
@@ -269,9 +292,10 @@ pub(super) async fn down(root: &Path, platform: &Path) -> Result<ExitCode, RunEr
     Ok(ExitCode::SUCCESS)
 }
 
-/// Each service of the `up` namespace: running, ready now by its conditions (through a
-/// forward of this process), its Service ports; and whether the spec still matches.
+/// Each service of the `up` namespace: running, ready now by its conditions (through the
+/// forwarder's ports), its Service ports; and whether the spec still matches.
 pub(super) async fn status(
+    dir: &Path,
     spec: &PlatformSpec,
     state: &UpState,
     secrets: &Secrets,
@@ -279,13 +303,23 @@ pub(super) async fn status(
     let namespace = state.namespace.clone().unwrap_or_default();
     let client = cluster().await?;
     let kp = kup::platform_of(client, state, &namespace);
-    console::say(format!("platform: `up` in namespace {namespace}"));
+    let forwarder_pid = forwarder::running(dir).map(|f| f.pid);
+    console::say(format!(
+        "platform: `up` in namespace {namespace}, {}",
+        match forwarder_pid {
+            Some(pid) => format!("ports forwarded by process {pid}"),
+            None => "NO port-forward process (`up --backend kubernetes` starts it again)".into(),
+        }
+    ));
     let mut healthy = true;
     for (name, s) in &state.services {
         let ports = s
             .ports
             .iter()
-            .map(|(k, p)| format!("{k}={name}:{p}"))
+            .map(|(k, p)| match s.forwarded.get(k) {
+                Some(local) => format!("{k}=127.0.0.1:{local}->{name}:{p}"),
+                None => format!("{k}={name}:{p}"),
+            })
             .collect::<Vec<_>>()
             .join(" ");
         let line = match spec.services.get(name) {
@@ -297,6 +331,9 @@ pub(super) async fn status(
                     .map_err(RunError::Engine)?
                 {
                     Some((_, how)) => Err(how),
+                    None if forwarder_pid.is_none() => {
+                        Err("its port-forward process is not running".into())
+                    }
                     None => probe(&kp, svc, &s.forwarded, secrets).await,
                 }
             }
@@ -307,7 +344,6 @@ pub(super) async fn status(
             Err(why) => format!("  {name:<12} NOT ready: {why}  {ports}"),
         });
     }
-    kp.stop_forwards();
     let all: BTreeSet<String> = state.services.keys().cloned().collect();
     let changed = kup::changed(state, spec, secrets, &all)?;
     if !changed.is_empty() {
@@ -328,7 +364,114 @@ async fn probe(
     secrets: &Secrets,
 ) -> Result<f64, String> {
     let started = Instant::now();
-    let ports: BTreeMap<String, u16> = kp.forward_at(svc, at).await?;
-    ready_now(kp, svc, ports, secrets, started + STATUS_PROBE).await?;
+    ready_now(kp, svc, at.clone(), secrets, started + STATUS_PROBE).await?;
     Ok(started.elapsed().as_secs_f64())
+}
+
+/// Starts the forwarder of the state in `dir` (replacing one that runs) as a process of
+/// its own, outliving this one, and waits until it holds the ports.
+async fn start_forwarder(dir: &Path) -> Result<(), RunError> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    forwarder::stop(dir, FORWARDER_STOP).map_err(|e| RunError::Cleanup(vec![e]))?;
+    let failed = |why: String| RunError::Engine(format!("the port-forward process: {why}"));
+    let exe = std::env::current_exe().map_err(|e| failed(e.to_string()))?;
+    let is_cli = exe
+        .file_stem()
+        .is_some_and(|s| s.to_string_lossy().starts_with("platform-verify"));
+    if !is_cli {
+        return Err(failed(format!(
+            "started by the platform-verify binary, not {}",
+            exe.display()
+        )));
+    }
+    let log_path = dir.join(forwarder::LOG_FILE);
+    let log = std::fs::File::create(&log_path).map_err(|e| failed(e.to_string()))?;
+    let log2 = log.try_clone().map_err(|e| failed(e.to_string()))?;
+    // Its own process group: a Ctrl-C in this terminal later must not end it.
+    let mut child = Command::new(exe)
+        .arg("forward-up")
+        .arg("--state")
+        .arg(up::canonical(&dir.join(up::STATE_FILE)))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| failed(e.to_string()))?;
+    let until = Instant::now() + FORWARDER_START;
+    loop {
+        if forwarder::running(dir).is_some_and(|f| f.pid == child.id()) {
+            return Ok(());
+        }
+        let ended = child.try_wait().ok().flatten();
+        if ended.is_some() || Instant::now() > until {
+            let _ = child.kill();
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(failed(match ended {
+                Some(status) => format!("it ended ({status}): {}", said.trim()),
+                None => format!("it did not hold the ports within {FORWARDER_START:?}"),
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The forwarder itself (`platform-verify forward-up --state FILE`, started by `up`): holds
+/// each service's forwards on the ports `up` recorded until `down` stops it, its state file
+/// goes, its namespace goes, or the cluster stops answering for a minute.
+pub fn serve(state_path: &Path) -> ExitCode {
+    super::up::exit(super::up::block_on(serve_async(state_path)))
+}
+
+async fn serve_async(state_path: &Path) -> Result<ExitCode, RunError> {
+    let state = UpState::load(state_path)?;
+    let dir = state_path.parent().unwrap_or(Path::new("."));
+    let namespace = state.namespace.clone().ok_or_else(|| {
+        RunError::Engine(format!(
+            "{} is not the state of a platform on the kubernetes backend",
+            state_path.display()
+        ))
+    })?;
+    let client = cluster().await?;
+    let kp = kup::platform_of(client.clone(), &state, &namespace);
+    for (name, s) in &state.services {
+        kp.forward_ports(name, &s.ports, &s.forwarded)
+            .await
+            .map_err(RunError::Engine)?;
+    }
+    forwarder::record(dir).map_err(|e| RunError::Write {
+        what: dir.join(forwarder::PID_FILE).display().to_string(),
+        reason: e.to_string(),
+    })?;
+    console::say(format!(
+        "platform: forwarding the `up` platform in namespace {namespace} (process {})",
+        std::process::id()
+    ));
+    let mut unanswered = 0;
+    loop {
+        tokio::time::sleep(FORWARDER_WATCH).await;
+        if !state_path.exists() {
+            console::say("platform: the state file is gone; stopping");
+            break;
+        }
+        match kup::namespace_exists(&client, &namespace).await {
+            Ok(true) => unanswered = 0,
+            Ok(false) => {
+                console::say(format!("platform: namespace {namespace} is gone; stopping"));
+                break;
+            }
+            Err(e) => {
+                unanswered += 1;
+                if unanswered >= FORWARDER_UNANSWERED {
+                    console::say(format!(
+                        "platform: the cluster does not answer ({e}); stopping"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    kp.stop_forwards();
+    Ok(ExitCode::SUCCESS)
 }

@@ -58,7 +58,8 @@ pub(super) async fn attach_kube(
     secrets: &Secrets,
     needed: &BTreeSet<String>,
 ) -> Result<KubeBackend, RunError> {
-    let warm = KubeBackend::attach(&spec.platform, needed, secrets, state, namespace)
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let warm = KubeBackend::attach(&spec.platform, needed, secrets, (dir, state), namespace)
         .await
         .map_err(|e| UpError::InState {
             path: path.to_path_buf(),

@@ -49,6 +49,13 @@ enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
+    /// The process `up --backend kubernetes` starts to hold the platform's port-forwards.
+    #[cfg(feature = "run")]
+    #[command(hide = true)]
+    ForwardUp {
+        #[arg(long)]
+        state: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -89,6 +96,8 @@ fn main() -> ExitCode {
         Command::Status(a) => commands::status(&a),
         #[cfg(feature = "run")]
         Command::MergeJunit { out, inputs } => commands::merge_junit(&out, &inputs),
+        #[cfg(feature = "run")]
+        Command::ForwardUp { state } => platform_harness::run::up::forward_up(&state),
     }
 }
 

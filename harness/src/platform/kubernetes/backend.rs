@@ -95,18 +95,18 @@ impl KubeBackend {
         })
     }
 
-    /// A warm run on the `up` platform in `namespace` (`up::attach`): nothing starts,
-    /// and the teardown only closes this process's port-forwards.
+    /// A warm run on the `up` platform in `namespace` (`up::attach`, its state dir and
+    /// state): nothing starts, nothing is deleted at the end.
     pub async fn attach(
         spec: &PlatformSpec,
         needed: &BTreeSet<String>,
         secrets: &Secrets,
-        state: &UpState,
+        up: (&std::path::Path, &UpState),
         namespace: &str,
     ) -> Result<Self, UpError> {
         let client = client().await.map_err(UpError::Engine)?;
         let (platform, endpoints) =
-            super::up::attach(client, state, namespace, spec, secrets, needed).await?;
+            super::up::attach(client, up, namespace, spec, secrets, needed).await?;
         Ok(Self {
             run: KubeRun {
                 platform,

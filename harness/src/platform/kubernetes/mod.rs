@@ -251,28 +251,33 @@ impl KubePlatform {
         self.forward_at(svc, &BTreeMap::new()).await
     }
 
-    /// As `forward`, on the local ports `at` names (others: any free port). A warm run
-    /// forwards where `up` did, since a service may have been told that address (Kafka
-    /// advertises it); the listeners share the port (SO_REUSEPORT) with other processes
-    /// attached to the same platform, as cargo-nextest's are.
+    /// As `forward`, on the local ports `at` names (others: any free port): the
+    /// forwarder of an `up` platform holds the ports `up` recorded.
     pub async fn forward_at(
         &self,
         svc: &ServiceSpec,
         at: &BTreeMap<String, u16>,
     ) -> Result<BTreeMap<String, u16>, String> {
+        self.forward_ports(&svc.name, &svc.ports, at).await
+    }
+
+    /// Forwards `service`'s `targets` (port name -> the pod's port) from 127.0.0.1.
+    pub async fn forward_ports(
+        &self,
+        service: &str,
+        targets: &BTreeMap<String, u16>,
+        at: &BTreeMap<String, u16>,
+    ) -> Result<BTreeMap<String, u16>, String> {
         let mut local = BTreeMap::new();
-        for (name, &target) in &svc.ports {
+        for (name, &target) in targets {
             let wanted = at.get(name).copied().unwrap_or(0);
             let listener = listen(wanted).map_err(|e| {
-                format!(
-                    "service `{}`: local port {wanted} for `{name}`: {e}",
-                    svc.name
-                )
+                format!("service `{service}`: local port {wanted} for `{name}`: {e}")
             })?;
             let port = listener.local_addr().map_err(|e| e.to_string())?.port();
             local.insert(name.clone(), port);
             let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
-            let selector = format!("{LABEL_SERVICE}={}", svc.name);
+            let selector = format!("{LABEL_SERVICE}={service}");
             let task = tokio::spawn(async move {
                 while let Ok((conn, _)) = listener.accept().await {
                     tokio::spawn(forward_one(pods.clone(), selector.clone(), target, conn));
@@ -311,17 +316,12 @@ impl Drop for KubePlatform {
     }
 }
 
-/// A listener on 127.0.0.1:`port`, shared with other processes that forward there too;
-/// 0: a free port of its own (never shared: the kernel hands out no port a sharing
-/// listener holds).
+/// A listener on 127.0.0.1:`port` (0: any free port).
 fn listen(port: u16) -> std::io::Result<TcpListener> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     // The connections a listener accepted inherit this: a later process may then bind the
-    // port while they linger in TIME-WAIT (a warm run right after `up` exited).
+    // port while they linger in TIME-WAIT (the forwarder taking over from `up`).
     socket.set_reuseaddr(true)?;
-    if port != 0 {
-        socket.set_reuseport(true)?;
-    }
     socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
     socket.listen(1024)
 }

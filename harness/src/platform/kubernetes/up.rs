@@ -4,6 +4,7 @@
 //! dies with the process that opened it), and `down` deleting the namespace.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -16,7 +17,7 @@ use super::run::endpoint_of;
 use super::{bounded, describe, KubePlatform};
 use crate::platform::docker::Cleanup;
 use crate::platform::reaper::LABEL_UP;
-use crate::platform::up::{fingerprint, UpError, UpState};
+use crate::platform::up::{fingerprint, forwarder, UpError, UpState};
 use crate::platform::Endpoint;
 use crate::secrets::Secrets;
 use crate::spec::platform::PlatformSpec;
@@ -135,11 +136,12 @@ pub fn changed(
     Ok(out)
 }
 
-/// Attaches a warm run to the `up` namespace: the `needed` services must all run there,
-/// unchanged; each gets port-forwards of this process and its endpoint.
+/// Attaches a warm run to the `up` namespace (state in `dir`): the `needed` services must
+/// all run there, unchanged, and the forwarder must hold their ports; each gets its
+/// endpoint on those ports. Nothing is forwarded by the run itself.
 pub async fn attach(
     client: Client,
-    state: &UpState,
+    (dir, state): (&Path, &UpState),
     namespace: &str,
     spec: &PlatformSpec,
     secrets: &Secrets,
@@ -160,6 +162,15 @@ pub async fn attach(
     if !changed.is_empty() {
         return Err(UpError::Changed { services: changed });
     }
+    if forwarder::running(dir).is_none() {
+        return Err(UpError::Gone {
+            service: "port-forward process".into(),
+            how: format!(
+                "see {}; `platform-verify up --backend kubernetes` starts it again",
+                dir.join(forwarder::LOG_FILE).display()
+            ),
+        });
+    }
     let kp = platform_of(client, state, namespace);
     if let Some((service, how)) = not_running(&kp, needed).await.map_err(UpError::Engine)? {
         return Err(UpError::Gone { service, how });
@@ -167,8 +178,7 @@ pub async fn attach(
     let mut endpoints = BTreeMap::new();
     for name in needed {
         let svc = &spec.services[name];
-        let at = &state.services[name].forwarded;
-        let ports = kp.forward_at(svc, at).await.map_err(UpError::Engine)?;
+        let ports = state.services[name].forwarded.clone();
         let endpoint = endpoint_of(svc, ports, secrets).map_err(|reason| UpError::Endpoint {
             service: name.clone(),
             reason,
@@ -278,4 +288,14 @@ pub async fn down(client: &Client, up_id: &str) -> Cleanup {
         }
     }
     out
+}
+
+/// Whether the namespace exists (and is not being deleted).
+pub async fn namespace_exists(client: &Client, name: &str) -> Result<bool, String> {
+    let ns = bounded(
+        Api::<Namespace>::all(client.clone()).get_opt(name),
+        &format!("reading namespace {name}"),
+    )
+    .await?;
+    Ok(ns.is_some_and(|n| n.status.and_then(|s| s.phase).as_deref() != Some("Terminating")))
 }

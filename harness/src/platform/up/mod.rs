@@ -6,6 +6,7 @@
 mod endpoints_file;
 mod error;
 mod fingerprint;
+pub mod forwarder;
 mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
