@@ -3,6 +3,7 @@
 //! (its own up id, so a developer's `up` platform is never touched). Skips, saying so, when
 //! no cluster answers.
 
+mod common;
 mod kube_common;
 
 use std::path::{Path, PathBuf};
@@ -19,40 +20,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_platform-verify");
 const SECRET: &str = "kubeup-Secret-93be1f";
 
 fn platform(memory: &str) -> String {
-    let svc = |name: &str| {
-        format!(
-            r#"
-[services.{name}]
-image = "platform-kit/postgres:15"
-env = {{ POSTGRES_USER = "platform", POSTGRES_DB = "platform", POSTGRES_PASSWORD = "${{secret.pw}}" }}
-ports = {{ sql = 5432 }}
-ready = [{{ log = "database system is ready to accept connections", times = 2 }}]
-startup_timeout = "90s"
-memory = "{memory}"
-endpoint = {{ user = "platform", password = "${{secret.pw}}", database = "platform" }}
-"#
-        )
-    };
-    format!(
-        "[secrets]\npw = {{ env = \"KUBEUP_PG_PASSWORD\" }}\n{}{}",
-        svc("pg"),
-        svc("pg2")
-    )
+    common::two_postgres_platform("KUBEUP_PG_PASSWORD", memory)
 }
 
-const SUITE: &str = r#"
-service = "pg"
-[[check]]
-name = "login"
-[[check.step]]
-postgres.connect = {}
-[[check]]
-name = "second"
-service = "pg2"
-[[check.step]]
-postgres.query.sql = "SELECT 1 AS one"
-expect = [{ path = "$.rows[0].one", equals = 1 }]
-"#;
+const SUITE: &str = common::TWO_POSTGRES_SUITE;
 
 fn workspace() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("harness-kubeup-{}", std::process::id()));

@@ -2,6 +2,8 @@
 //! two PostgreSQL services in a folder of its own (its own up id: a developer's `up`
 //! platform of this checkout is never touched).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -12,40 +14,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_platform-verify");
 const SECRET: &str = "uptest-Secret-4f9a2c";
 
 fn platform(memory: &str) -> String {
-    let svc = |name: &str| {
-        format!(
-            r#"
-[services.{name}]
-image = "platform-kit/postgres:15"
-env = {{ POSTGRES_USER = "platform", POSTGRES_DB = "platform", POSTGRES_PASSWORD = "${{secret.pw}}" }}
-ports = {{ sql = 5432 }}
-ready = [{{ log = "database system is ready to accept connections", times = 2 }}]
-startup_timeout = "60s"
-memory = "{memory}"
-endpoint = {{ user = "platform", password = "${{secret.pw}}", database = "platform" }}
-"#
-        )
-    };
-    format!(
-        "[secrets]\npw = {{ env = \"UPTEST_PG_PASSWORD\" }}\n{}{}",
-        svc("pg"),
-        svc("pg2")
-    )
+    common::two_postgres_platform("UPTEST_PG_PASSWORD", memory)
 }
 
-const SUITE: &str = r#"
-service = "pg"
-[[check]]
-name = "login"
-[[check.step]]
-postgres.connect = {}
-[[check]]
-name = "second"
-service = "pg2"
-[[check.step]]
-postgres.query.sql = "SELECT 1 AS one"
-expect = [{ path = "$.rows[0].one", equals = 1 }]
-"#;
+const SUITE: &str = common::TWO_POSTGRES_SUITE;
 
 /// A folder with the platform file `uptest.toml` and `suites/pg.toml`.
 fn workspace(tag: &str) -> PathBuf {

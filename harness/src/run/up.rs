@@ -89,6 +89,18 @@ pub(super) fn wanted(spec: &PlatformSpec, only: &[String]) -> Result<BTreeSet<St
     })
 }
 
+/// What the `up` platform runs already, and what of `wanted` it lacks.
+pub(super) fn have_and_missing(
+    state: Option<&UpState>,
+    wanted: &BTreeSet<String>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let have: BTreeSet<String> = state
+        .map(|s| s.services.keys().cloned().collect())
+        .unwrap_or_default();
+    let missing = wanted.difference(&have).cloned().collect();
+    (have, missing)
+}
+
 async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<ExitCode, RunError> {
     let wanted = wanted(spec, only)?;
     let secrets = Secrets::resolve(&spec.secrets, spec.base_dir())?;
@@ -122,11 +134,7 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
         }
         None => None,
     };
-    let have: BTreeSet<String> = state
-        .as_ref()
-        .map(|s| s.services.keys().cloned().collect())
-        .unwrap_or_default();
-    let missing: BTreeSet<String> = wanted.difference(&have).cloned().collect();
+    let (have, missing) = have_and_missing(state.as_ref(), &wanted);
     if missing.is_empty() {
         console::say(format!(
             "platform: already up: {}",
@@ -331,16 +339,21 @@ pub fn status(root: &Path, spec: &PlatformSpec) -> ExitCode {
         }
         let all: BTreeSet<String> = state.services.keys().cloned().collect();
         let changed = up::changed(&docker, &state, spec, &secrets, &all).await?;
-        if !changed.is_empty() {
-            healthy = false;
-            console::say(UpError::Changed { services: changed }.to_string());
-        }
-        Ok(if healthy {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        Ok(status_verdict(healthy, changed))
     }))
+}
+
+/// `status`'s exit code: 0 only when every service is ready and none changed (said).
+pub(super) fn status_verdict(healthy: bool, changed: Vec<String>) -> ExitCode {
+    let unchanged = changed.is_empty();
+    if !unchanged {
+        console::say(UpError::Changed { services: changed }.to_string());
+    }
+    if healthy && unchanged {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 async fn service_status(

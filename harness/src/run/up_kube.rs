@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use kube::Client;
 
-use super::up::{export_for_nextest, report_cleanup, usage, wanted, STATUS_PROBE};
+use super::up::{
+    export_for_nextest, have_and_missing, report_cleanup, status_verdict, usage, wanted,
+    STATUS_PROBE,
+};
 use super::{interrupt, RunError};
 use crate::platform::kubernetes::backend::client;
 use crate::platform::kubernetes::run::{ready_now, start_in};
@@ -64,11 +67,7 @@ pub(super) async fn up(
             ));
         }
     }
-    let have: BTreeSet<String> = state
-        .as_ref()
-        .map(|s| s.services.keys().cloned().collect())
-        .unwrap_or_default();
-    let missing: BTreeSet<String> = wanted.difference(&have).cloned().collect();
+    let (have, missing) = have_and_missing(state.as_ref(), &wanted);
     if missing.is_empty() {
         console::say(format!(
             "platform: already up in namespace {namespace}: {}",
@@ -346,15 +345,7 @@ pub(super) async fn status(
     }
     let all: BTreeSet<String> = state.services.keys().cloned().collect();
     let changed = kup::changed(state, spec, secrets, &all)?;
-    if !changed.is_empty() {
-        healthy = false;
-        console::say(UpError::Changed { services: changed }.to_string());
-    }
-    Ok(if healthy {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(status_verdict(healthy, changed))
 }
 
 async fn probe(

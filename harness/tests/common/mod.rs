@@ -33,6 +33,45 @@ endpoint = {{ user = "platform", password = "${{secret.pw}}", database = "platfo
     )
 }
 
+/// A platform of two kit PostgreSQL services, `pg` and `pg2`, whose password is the secret
+/// `pw` from the environment variable `var`; `memory` changes the spec (a limit).
+pub fn two_postgres_platform(var: &str, memory: &str) -> String {
+    let svc = |name: &str| {
+        format!(
+            r#"
+[services.{name}]
+image = "platform-kit/postgres:15"
+env = {{ POSTGRES_USER = "platform", POSTGRES_DB = "platform", POSTGRES_PASSWORD = "${{secret.pw}}" }}
+ports = {{ sql = 5432 }}
+ready = [{{ log = "database system is ready to accept connections", times = 2 }}]
+startup_timeout = "90s"
+memory = "{memory}"
+endpoint = {{ user = "platform", password = "${{secret.pw}}", database = "platform" }}
+"#
+        )
+    };
+    format!(
+        "[secrets]\npw = {{ env = \"{var}\" }}\n{}{}",
+        svc("pg"),
+        svc("pg2")
+    )
+}
+
+/// `pg::login` (on pg) and `pg::second` (on pg2), for `two_postgres_platform`.
+pub const TWO_POSTGRES_SUITE: &str = r#"
+service = "pg"
+[[check]]
+name = "login"
+[[check.step]]
+postgres.connect = {}
+[[check]]
+name = "second"
+service = "pg2"
+[[check.step]]
+postgres.query.sql = "SELECT 1 AS one"
+expect = [{ path = "$.rows[0].one", equals = 1 }]
+"#;
+
 /// One check that holds a PostgreSQL session for a minute: a run is surely busy when a
 /// signal or deadline arrives.
 pub const SLOW_SUITE: &str = r#"
