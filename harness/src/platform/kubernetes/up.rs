@@ -162,6 +162,10 @@ pub async fn attach(
     if !changed.is_empty() {
         return Err(UpError::Changed { services: changed });
     }
+    let kp = platform_of(client, state, namespace);
+    if let Some((service, how)) = not_running(&kp, needed).await.map_err(UpError::Engine)? {
+        return Err(UpError::Gone { service, how });
+    }
     if forwarder::running(dir).is_none() {
         return Err(UpError::Gone {
             service: "port-forward process".into(),
@@ -170,10 +174,6 @@ pub async fn attach(
                 dir.join(forwarder::LOG_FILE).display()
             ),
         });
-    }
-    let kp = platform_of(client, state, namespace);
-    if let Some((service, how)) = not_running(&kp, needed).await.map_err(UpError::Engine)? {
-        return Err(UpError::Gone { service, how });
     }
     let mut endpoints = BTreeMap::new();
     for name in needed {
