@@ -8,6 +8,7 @@ mod nextest;
 mod session;
 pub mod shard;
 pub mod up;
+mod up_forwarder;
 mod up_kube;
 mod warm;
 

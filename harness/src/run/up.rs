@@ -422,5 +422,5 @@ async fn service_status(
 
 /// The process that holds an `up` platform's port-forwards on a cluster (started by `up`).
 pub fn forward_up(state: &Path) -> ExitCode {
-    super::up_kube::serve(state)
+    super::up_forwarder::serve(state)
 }

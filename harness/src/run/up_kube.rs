@@ -1,11 +1,11 @@
 //! `up`, `down` and `status` on the Kubernetes backend: the platform stays up in a
-//! namespace of its own (`platform::kubernetes::up`), the state file names it, and warm
-//! runs forward to its Services from their own process.
+//! namespace of its own (`platform::kubernetes::up`), the state file names it, and a
+//! forwarder process (`up_forwarder`) holds its ports for the warm runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::Client;
 
@@ -13,6 +13,7 @@ use super::up::{
     export_for_nextest, have_and_missing, report_cleanup, status_verdict, usage, wanted,
     STATUS_PROBE,
 };
+use super::up_forwarder::{start_forwarder, FORWARDER_STOP};
 use super::{interrupt, RunError};
 use crate::platform::kubernetes::backend::client;
 use crate::platform::kubernetes::run::{ready_now, start_in};
@@ -22,15 +23,7 @@ use crate::report::console;
 use crate::secrets::Secrets;
 use crate::spec::platform::PlatformSpec;
 
-/// How long the forwarder gets to hold the ports after it is started, and to end.
-const FORWARDER_START: Duration = Duration::from_secs(20);
-const FORWARDER_STOP: Duration = Duration::from_secs(5);
-/// How often the forwarder looks whether its platform is still there.
-const FORWARDER_WATCH: Duration = Duration::from_secs(5);
-/// Unanswered looks (a minute) after which it gives up: the cluster is gone.
-const FORWARDER_UNANSWERED: u32 = 12;
-
-async fn cluster() -> Result<Client, RunError> {
+pub(super) async fn cluster() -> Result<Client, RunError> {
     client().await.map_err(RunError::Engine)
 }
 
@@ -357,112 +350,4 @@ async fn probe(
     let started = Instant::now();
     ready_now(kp, svc, at.clone(), secrets, started + STATUS_PROBE).await?;
     Ok(started.elapsed().as_secs_f64())
-}
-
-/// Starts the forwarder of the state in `dir` (replacing one that runs) as a process of
-/// its own, outliving this one, and waits until it holds the ports.
-async fn start_forwarder(dir: &Path) -> Result<(), RunError> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    forwarder::stop(dir, FORWARDER_STOP).map_err(|e| RunError::Cleanup(vec![e]))?;
-    let failed = |why: String| RunError::Engine(format!("the port-forward process: {why}"));
-    let exe = std::env::current_exe().map_err(|e| failed(e.to_string()))?;
-    let is_cli = exe
-        .file_stem()
-        .is_some_and(|s| s.to_string_lossy().starts_with("platform-verify"));
-    if !is_cli {
-        return Err(failed(format!(
-            "started by the platform-verify binary, not {}",
-            exe.display()
-        )));
-    }
-    let log_path = dir.join(forwarder::LOG_FILE);
-    let log = std::fs::File::create(&log_path).map_err(|e| failed(e.to_string()))?;
-    let log2 = log.try_clone().map_err(|e| failed(e.to_string()))?;
-    // Its own process group: a Ctrl-C in this terminal later must not end it.
-    let mut child = Command::new(exe)
-        .arg("forward-up")
-        .arg("--state")
-        .arg(up::canonical(&dir.join(up::STATE_FILE)))
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| failed(e.to_string()))?;
-    let until = Instant::now() + FORWARDER_START;
-    loop {
-        if forwarder::running(dir).is_some_and(|f| f.pid == child.id()) {
-            return Ok(());
-        }
-        let ended = child.try_wait().ok().flatten();
-        if ended.is_some() || Instant::now() > until {
-            let _ = child.kill();
-            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
-            return Err(failed(match ended {
-                Some(status) => format!("it ended ({status}): {}", said.trim()),
-                None => format!("it did not hold the ports within {FORWARDER_START:?}"),
-            }));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The forwarder itself (`platform-verify forward-up --state FILE`, started by `up`): holds
-/// each service's forwards on the ports `up` recorded until `down` stops it, its state file
-/// goes, its namespace goes, or the cluster stops answering for a minute.
-pub fn serve(state_path: &Path) -> ExitCode {
-    super::up::exit(super::up::block_on(serve_async(state_path)))
-}
-
-async fn serve_async(state_path: &Path) -> Result<ExitCode, RunError> {
-    let state = UpState::load(state_path)?;
-    let dir = state_path.parent().unwrap_or(Path::new("."));
-    let namespace = state.namespace.clone().ok_or_else(|| {
-        RunError::Engine(format!(
-            "{} is not the state of a platform on the kubernetes backend",
-            state_path.display()
-        ))
-    })?;
-    let client = cluster().await?;
-    let kp = kup::platform_of(client.clone(), &state, &namespace);
-    for (name, s) in &state.services {
-        kp.forward_ports(name, &s.ports, &s.forwarded)
-            .await
-            .map_err(RunError::Engine)?;
-    }
-    forwarder::record(dir).map_err(|e| RunError::Write {
-        what: dir.join(forwarder::PID_FILE).display().to_string(),
-        reason: e.to_string(),
-    })?;
-    console::say(format!(
-        "platform: forwarding the `up` platform in namespace {namespace} (process {})",
-        std::process::id()
-    ));
-    let mut unanswered = 0;
-    loop {
-        tokio::time::sleep(FORWARDER_WATCH).await;
-        if !state_path.exists() {
-            console::say("platform: the state file is gone; stopping");
-            break;
-        }
-        match kup::namespace_exists(&client, &namespace).await {
-            Ok(true) => unanswered = 0,
-            Ok(false) => {
-                console::say(format!("platform: namespace {namespace} is gone; stopping"));
-                break;
-            }
-            Err(e) => {
-                unanswered += 1;
-                if unanswered >= FORWARDER_UNANSWERED {
-                    console::say(format!(
-                        "platform: the cluster does not answer ({e}); stopping"
-                    ));
-                    break;
-                }
-            }
-        }
-    }
-    kp.stop_forwards();
-    Ok(ExitCode::SUCCESS)
 }
