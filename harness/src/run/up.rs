@@ -282,13 +282,12 @@ pub(super) fn report_cleanup(c: &docker::Cleanup) -> Result<(), RunError> {
 }
 
 /// Removes the platform's `up` containers, network and state (or, when it runs on the
-/// Kubernetes backend or `backend` says so, its namespace).
+/// Kubernetes backend, its namespace and forwarder; with no state, `backend` says which).
 pub fn down(root: &Path, platform: &Path, backend: Option<Backend>) -> ExitCode {
-    let on_cluster = up::find_in(&up::dir(root, platform), platform)
+    let state = up::find_in(&up::dir(root, platform), platform)
         .ok()
-        .flatten()
-        .is_some_and(|s| s.namespace.is_some());
-    if on_cluster || backend == Some(Backend::Kubernetes) {
+        .flatten();
+    if down_on_cluster(state.as_ref(), backend) {
         return exit(block_on(super::up_kube::down(root, platform)));
     }
     exit(block_on(async {
@@ -311,6 +310,14 @@ pub fn down(root: &Path, platform: &Path, backend: Option<Backend>) -> ExitCode 
         report_cleanup(&c)?;
         Ok(ExitCode::SUCCESS)
     }))
+}
+
+/// The state says where the platform runs; `backend` only when there is none (lost).
+fn down_on_cluster(state: Option<&UpState>, backend: Option<Backend>) -> bool {
+    match state {
+        Some(s) => s.namespace.is_some(),
+        None => backend == Some(Backend::Kubernetes),
+    }
 }
 
 /// Each service of the `up` platform: running or not, ready now or not, its ports; and
@@ -423,4 +430,29 @@ async fn service_status(
 /// The process that holds an `up` platform's port-forwards on a cluster (started by `up`).
 pub fn forward_up(state: &Path) -> ExitCode {
     super::up_forwarder::serve(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{down_on_cluster, Backend, UpState};
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::containers_state_whatever_the_flag(Some(false), Some(Backend::Kubernetes), false)]
+    #[case::cluster_state_whatever_the_flag(Some(true), Some(Backend::Containers), true)]
+    #[case::cluster_state_no_flag(Some(true), None, true)]
+    #[case::no_state_no_flag(None, None, false)]
+    #[case::no_state_cluster_flag(None, Some(Backend::Kubernetes), true)]
+    fn down_follows_the_state_and_the_flag_only_without_one(
+        #[case] state_on_cluster: Option<bool>,
+        #[case] flag: Option<Backend>,
+        #[case] expected: bool,
+    ) {
+        let state = state_on_cluster.map(|on| {
+            let mut s = UpState::new("p-1".into(), "p.toml".as_ref(), "n".into(), "s".into());
+            s.namespace = on.then(|| "platform-up-p-1".to_string());
+            s
+        });
+        assert_eq!(down_on_cluster(state.as_ref(), flag), expected);
+    }
 }

@@ -43,8 +43,8 @@ pub struct UpArgs {
 pub struct DownArgs {
     #[command(flatten)]
     pub platform: PlatformArg,
-    /// Also delete the platform's `up` namespace on the cluster when its state file is
-    /// gone (the state says the backend otherwise).
+    /// Where the `up` platform runs when its state file is gone (`kubernetes`: delete its
+    /// namespace); with a state file, the state says it.
     #[arg(long, env = "PLATFORM_BACKEND", value_parser = |v: &str| Backend::parse(Some(v)))]
     pub backend: Option<Backend>,
 }
