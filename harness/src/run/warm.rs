@@ -49,7 +49,8 @@ pub(super) async fn attach(
     Ok(attached)
 }
 
-/// A warm run on the Kubernetes backend: the `up` namespace's services, forwarded.
+/// A warm run on the Kubernetes backend: the `up` namespace's services, on the ports its
+/// forwarder holds.
 pub(super) async fn attach_kube(
     path: &Path,
     state: &UpState,

@@ -195,7 +195,6 @@ impl KubeBackend {
     /// platform's stays.
     pub async fn shutdown(&self) -> docker::Cleanup {
         if !self.owned {
-            self.run.platform.stop_forwards();
             return docker::Cleanup::default();
         }
         let ns = self.run.platform.namespace.clone();

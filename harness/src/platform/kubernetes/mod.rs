@@ -248,20 +248,13 @@ impl KubePlatform {
     /// A listener on 127.0.0.1 per named port, forwarding each connection to the service's
     /// pod through the API server; the local ports, by port name.
     pub async fn forward(&self, svc: &ServiceSpec) -> Result<BTreeMap<String, u16>, String> {
-        self.forward_at(svc, &BTreeMap::new()).await
+        self.forward_ports(&svc.name, &svc.ports, &BTreeMap::new())
+            .await
     }
 
-    /// As `forward`, on the local ports `at` names (others: any free port): the
-    /// forwarder of an `up` platform holds the ports `up` recorded.
-    pub async fn forward_at(
-        &self,
-        svc: &ServiceSpec,
-        at: &BTreeMap<String, u16>,
-    ) -> Result<BTreeMap<String, u16>, String> {
-        self.forward_ports(&svc.name, &svc.ports, at).await
-    }
-
-    /// Forwards `service`'s `targets` (port name -> the pod's port) from 127.0.0.1.
+    /// Forwards `service`'s `targets` (port name -> the pod's port) from 127.0.0.1, on the
+    /// local ports `at` names (others: any free port): the forwarder of an `up` platform
+    /// holds the ports `up` recorded.
     pub async fn forward_ports(
         &self,
         service: &str,

@@ -10,8 +10,8 @@ use kube::Client;
 use super::manifests::Rendered;
 use super::KubePlatform;
 use crate::kinds::{StepContext, Vars};
-use crate::platform::render;
 use crate::platform::Endpoint;
+use crate::platform::{render, up};
 use crate::secrets::Secrets;
 use crate::spec::platform::{PlatformSpec, ReadyCondition, ReadyStep, ServiceSpec};
 use crate::spec::template;
@@ -185,7 +185,8 @@ pub async fn ready_now(
             .map_err(fail)?;
         }
     }
-    let endpoint = endpoint_of(svc, ports, secrets).map_err(fail)?;
+    // The endpoint as the container backend renders it (`up::endpoint_of` names the service).
+    let endpoint = up::endpoint_of(svc, &ports, secrets).map_err(|e| e.to_string())?;
     // A check step as readiness (Trino runs a query): against the endpoint checks get.
     for r in &svc.ready {
         if let ReadyCondition::Step(step) = r {
@@ -193,25 +194,6 @@ pub async fn ready_now(
         }
     }
     Ok(endpoint)
-}
-
-/// What checks receive for a service forwarded on these local ports.
-pub fn endpoint_of(
-    svc: &ServiceSpec,
-    ports: BTreeMap<String, u16>,
-    secrets: &Secrets,
-) -> Result<Endpoint, String> {
-    let params = svc
-        .endpoint
-        .iter()
-        .map(|(k, v)| template::render(v, render::started(&ports, secrets)).map(|v| (k.clone(), v)))
-        .collect::<Result<BTreeMap<_, _>, String>>()?;
-    Ok(Endpoint {
-        service: svc.name.clone(),
-        host: "127.0.0.1".into(),
-        ports,
-        params,
-    })
 }
 
 /// The env var a secret reaches `args` through (`$(VAR)`, which the kubelet expands).

@@ -13,11 +13,10 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 
 use super::manifests::LABEL_SERVICE;
-use super::run::endpoint_of;
 use super::{bounded, describe, KubePlatform};
 use crate::platform::docker::Cleanup;
 use crate::platform::reaper::LABEL_UP;
-use crate::platform::up::{fingerprint, forwarder, UpError, UpState};
+use crate::platform::up::{endpoint_of, fingerprint, forwarder, UpError, UpState};
 use crate::platform::Endpoint;
 use crate::secrets::Secrets;
 use crate::spec::platform::PlatformSpec;
@@ -179,11 +178,7 @@ pub async fn attach(
     for name in needed {
         let svc = &spec.services[name];
         let ports = state.services[name].forwarded.clone();
-        let endpoint = endpoint_of(svc, ports, secrets).map_err(|reason| UpError::Endpoint {
-            service: name.clone(),
-            reason,
-        })?;
-        endpoints.insert(name.clone(), endpoint);
+        endpoints.insert(name.clone(), endpoint_of(svc, &ports, secrets)?);
     }
     Ok((kp, endpoints))
 }
