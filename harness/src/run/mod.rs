@@ -7,6 +7,7 @@ pub mod interrupt;
 mod nextest;
 mod session;
 pub mod shard;
+mod slots;
 pub mod up;
 mod up_forwarder;
 mod up_kube;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Failed, Trial};
 use tokio::sync::watch;
 
+use super::slots::{ranks_of, Slots};
 use super::{interrupt, RunError};
 use crate::checks::{run_check_with, CheckRun, Outcome, Vars};
 use crate::platform::backend::Backend;
@@ -42,16 +43,38 @@ pub struct Session {
     started: Instant,
     /// Whole-run bound, counted from `started`: checks still running are errors.
     deadline: OnceLock<Duration>,
-    /// Bounds the checks that run at once (`run_concurrently`); a check takes a slot only
+    /// Bounds the checks that run at once (`run_concurrently`, libtest's threads); a check
+    /// takes a slot only
     /// once its predecessors passed and its services are ready, so a check still waiting
     /// never keeps a ready one from running.
-    slots: OnceLock<Arc<tokio::sync::Semaphore>>,
+    slots: OnceLock<Arc<Slots>>,
     /// Each service's dependencies, for the log tails and exit states of a failed check.
     depends_on: BTreeMap<String, Vec<String>>,
     torn_down: AtomicBool,
     /// Checks no trial runs that selected ones need (`pull`): run once, by the first
     /// check that waits for them.
     pulled: BTreeMap<String, (Arc<Check>, tokio::sync::OnceCell<()>)>,
+}
+
+/// Most threads libtest gets for waiting trials (`trial_threads`): a bound on a run of
+/// thousands of checks, far above any platform's suites here.
+const MAX_TRIAL_THREADS: usize = 256;
+
+/// libtest's threads and the session's slots for `--test-threads=N` (N > 1). A trial
+/// holds its libtest thread while it waits for the checks it needs and for its services;
+/// with N threads, N trials waiting on a chain of `needs` or on a slow start kept every
+/// ready check from running (seen: the postgres suite idle behind the pipeline's chain in
+/// a warm run). So each trial gets a thread, and N slots bound the checks that run.
+/// With one thread libtest runs the trials in order on its own thread: left as it is.
+fn trial_threads(args: &Arguments, trials: usize) -> (Arguments, Option<usize>) {
+    let mut args = args.clone();
+    match args.test_threads {
+        Some(n) if n > 1 => {
+            args.test_threads = Some(trials.clamp(n, MAX_TRIAL_THREADS.max(n)));
+            (args, Some(n))
+        }
+        _ => (args, None),
+    }
 }
 
 /// How a check was cut short.
@@ -246,6 +269,10 @@ impl Session {
         checks: Vec<Arc<Check>>,
         junit_path: Option<&Path>,
     ) -> ExitCode {
+        let (args, slots) = trial_threads(args, checks.len());
+        if let Some(slots) = slots {
+            let _ = self.slots.set(Slots::new(slots, ranks_of(&checks)));
+        }
         let session = Arc::new(self);
         let trials: Vec<Trial> = checks
             .into_iter()
@@ -255,7 +282,7 @@ impl Session {
                 Trial::test(c.id(), move || s.trial(&c)).with_ignored_flag(ignore)
             })
             .collect();
-        let conclusion = libtest_mimic::run(args, trials);
+        let conclusion = libtest_mimic::run(&args, trials);
         let report = session.finish();
         if let Some(junit_path) = junit_path {
             write_reports(&report, &session.masker, junit_path);
@@ -305,9 +332,7 @@ impl Session {
             .collect();
         // Every check waits at once (for its predecessors and services); the slots bound
         // how many run.
-        let _ = self
-            .slots
-            .set(Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))));
+        let _ = self.slots.set(Slots::new(concurrency, ranks_of(&selected)));
         let waiting = selected.len().max(1);
         let work = futures::stream::iter(selected)
             .map(|c| {
@@ -416,9 +441,8 @@ impl Session {
         };
         match self.endpoints(check).await {
             Ok(endpoints) => {
-                // Never closed, so acquiring fails only if it were: then run unbounded.
                 let _slot = match self.slots.get() {
-                    Some(slots) => slots.clone().acquire_owned().await.ok(),
+                    Some(slots) => Some(slots.acquire(&check.id()).await),
                     None => None,
                 };
                 let shell = self.platform.as_ref().and_then(Platform::shell);
@@ -461,7 +485,6 @@ impl Session {
             .unwrap_or_default()
     }
 
-    /// Waits for the check's predecessors and services; `Err` is why it cannot run.
     /// Waits for the checks this one needs; their variables, or why it cannot run.
     async fn predecessors(&self, check: &Check) -> Result<Vars, Outcome> {
         let mut vars = Vars::new();
@@ -615,5 +638,32 @@ impl Drop for Session {
                 console::say(format!("platform: cleanup problem: {p}"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::four_slots_a_thread_per_trial(Some(4), 30, Some(30), Some(4))]
+    #[case::fewer_trials_than_slots(Some(4), 2, Some(4), Some(4))]
+    #[case::thousands_of_trials_capped(Some(4), 5000, Some(MAX_TRIAL_THREADS), Some(4))]
+    #[case::more_slots_than_the_cap(Some(300), 5000, Some(300), Some(300))]
+    #[case::one_thread_stays_in_order(Some(1), 30, Some(1), None)]
+    #[case::libtest_default(None, 30, None, None)]
+    fn trials_get_threads_and_the_flag_bounds_the_running_ones(
+        #[case] flag: Option<usize>,
+        #[case] trials: usize,
+        #[case] threads: Option<usize>,
+        #[case] slots: Option<usize>,
+    ) {
+        let args = Arguments {
+            test_threads: flag,
+            ..Arguments::default()
+        };
+        let (args, got_slots) = trial_threads(&args, trials);
+        assert_eq!((args.test_threads, got_slots), (threads, slots));
     }
 }
