@@ -113,6 +113,7 @@ async fn run_steps(
                     endpoints,
                     vars,
                     shell,
+                    probe: false,
                 };
                 let span = tracing::info_span!(
                     "step",

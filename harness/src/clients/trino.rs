@@ -206,6 +206,8 @@ pub struct Client {
     pub schema: Option<String>,
     /// Session properties as the server sent them (values still URL-encoded), echoed back.
     pub session: BTreeMap<String, String>,
+    /// How often a statement is sent while the server says it is still starting.
+    start_attempts: usize,
 }
 
 impl Client {
@@ -222,7 +224,15 @@ impl Client {
             catalog: None,
             schema: None,
             session: BTreeMap::new(),
+            start_attempts: START_ATTEMPTS,
         }
+    }
+
+    /// One attempt while the server is starting: its refusal is the answer (for a
+    /// readiness probe, whose loop asks again).
+    pub fn without_start_reruns(mut self) -> Self {
+        self.start_attempts = 1;
+        self
     }
 
     /// Basic authentication (Trino accepts passwords over HTTPS only).
@@ -250,7 +260,7 @@ impl Client {
             let mut attempt = 1;
             loop {
                 match self.follow(sql, &mut guard, &mut query_id).await {
-                    Err(e) if rerun_when_starting(&e) && attempt < START_ATTEMPTS => {
+                    Err(e) if rerun_when_starting(&e) && attempt < self.start_attempts => {
                         attempt += 1;
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
@@ -334,7 +344,7 @@ impl Client {
                 url: url.clone(),
                 cause: error_chain(&e),
             })?;
-            if resp.status() == StatusCode::SERVICE_UNAVAILABLE && attempt < START_ATTEMPTS {
+            if resp.status() == StatusCode::SERVICE_UNAVAILABLE && attempt < self.start_attempts {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
@@ -515,6 +525,8 @@ mod tests {
     use reqwest::header::HeaderValue;
     use rstest::rstest;
     use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     fn page(v: Value) -> Page {
         serde_json::from_value(v).unwrap()
@@ -715,5 +727,58 @@ mod tests {
     #[case("ééééé", 3, "ééé...")]
     fn shortens_on_char_boundaries(#[case] text: &str, #[case] max: usize, #[case] want: &str) {
         assert_eq!(shorten(text, max), want);
+    }
+
+    /// Answers every POST /v1/statement: "still starting" the first `refusals` times,
+    /// then one row. Returns its URL and the POSTs it got.
+    async fn starting_server(refusals: usize) -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let posts = Arc::new(AtomicUsize::new(0));
+        let seen = posts.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).await.unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let body = if n < refusals {
+                    json!({"id": format!("q{n}"), "error": {"message": "Trino server is still initializing",
+                        "errorName": "SERVER_STARTING_UP", "errorType": "INTERNAL_ERROR"}})
+                } else {
+                    json!({"id": format!("q{n}"), "columns": [{"name": "n", "type": "bigint"}], "data": [[5]]})
+                }
+                .to_string();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, posts)
+    }
+
+    #[tokio::test]
+    async fn a_check_waits_out_a_starting_server_and_a_probe_does_not() {
+        let (url, posts) = starting_server(2).await;
+        let rows = Client::new(&url, "u")
+            .run("SELECT 5", Duration::from_secs(30))
+            .await
+            .expect("the third attempt answers");
+        assert_eq!(rows.rows, vec![vec![json!(5)]]);
+        assert_eq!(posts.load(Ordering::SeqCst), 3);
+
+        let (url, posts) = starting_server(2).await;
+        let refused = Client::new(&url, "u")
+            .without_start_reruns()
+            .run("SELECT 5", Duration::from_secs(30))
+            .await
+            .expect_err("the probe's one attempt is refused");
+        assert!(rerun_when_starting(&refused), "{refused}");
+        assert_eq!(posts.load(Ordering::SeqCst), 1);
     }
 }

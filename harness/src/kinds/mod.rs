@@ -189,6 +189,11 @@ pub struct StepContext<'a> {
     pub endpoints: &'a BTreeMap<String, Endpoint>,
     pub vars: &'a Vars,
     pub shell: Option<&'a dyn ServiceShell>,
+    /// A readiness probe: the readiness loop probes again, so a client does not wait out
+    /// a server that says it is still starting (it answers at once, and the next probe
+    /// asks again) within one probe, whose time limit would then cut off the first
+    /// request that gets through.
+    pub probe: bool,
 }
 
 /// Runs a command inside a service's container. Backends that start containers give one;

@@ -225,6 +225,7 @@ async fn holds(
                 endpoints: &endpoints,
                 vars: &vars,
                 shell: None,
+                probe: true,
             };
             step.action
                 .run(&cx)

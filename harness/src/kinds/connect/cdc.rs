@@ -99,6 +99,7 @@ pub(super) async fn roundtrip(
         endpoints: cx.endpoints,
         vars: cx.vars,
         shell: cx.shell,
+        probe: cx.probe,
     };
     let pg = connect(&pg_cx).await?;
     let kafka_ep = cx.endpoint_of(&spec.kafka)?;

@@ -139,6 +139,7 @@ mod tests {
             endpoints: &endpoints,
             vars: &vars,
             shell,
+            probe: false,
         };
         a.execute(&cx).await
     }

@@ -282,6 +282,7 @@ fn context_for<'a>(cx: &'a StepContext<'a>, service: &str) -> Result<StepContext
         endpoints: cx.endpoints,
         vars: cx.vars,
         shell: cx.shell,
+        probe: cx.probe,
     })
 }
 
@@ -372,6 +373,7 @@ mod tests {
             endpoints: &endpoints,
             vars: &vars,
             shell: None,
+            probe: false,
         })
     }
 

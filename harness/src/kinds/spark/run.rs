@@ -522,6 +522,7 @@ mod tests {
             endpoints: &endpoints,
             vars: &vars,
             shell: Some(&shell),
+            probe: false,
         };
         let t: toml::Table =
             toml::from_str("spark.submit = { app = \"/jobs/a.py\", timeout = \"60s\" }").unwrap();
@@ -586,6 +587,7 @@ mod tests {
             endpoints: &endpoints,
             vars: &vars,
             shell: None,
+            probe: false,
         };
         let t: toml::Table = toml::from_str("spark.submit = { app = \"/jobs/a.py\" }").unwrap();
         let a: SparkAction = t["spark"].clone().try_into().unwrap();

@@ -14,6 +14,9 @@ impl TrinoAction {
         let ep = cx.endpoint;
         let mut client = Client::new(&ep.base_url("http")?, ep.param("user")?)
             .with_password(ep.params.get("password").map(String::as_str));
+        if cx.probe {
+            client = client.without_start_reruns();
+        }
         match self {
             Self::Query(q) | Self::Execute(q) => {
                 client.catalog = q.catalog.as_deref().map(|c| cx.render(c)).transpose()?;

@@ -257,6 +257,7 @@ async fn step_ready(
             endpoints: &endpoints,
             vars: &vars,
             shell: None,
+            probe: true,
         };
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, step.action.run(&cx)).await {
