@@ -11,7 +11,7 @@ mod group;
 #[cfg(feature = "run")]
 mod roundtrip;
 #[cfg(feature = "run")]
-mod steps;
+pub(super) mod steps;
 #[cfg(feature = "run")]
 mod verify;
 

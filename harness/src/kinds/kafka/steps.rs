@@ -19,13 +19,8 @@ pub(super) async fn produce(
     if spec.partitions < 1 {
         return Err(StepError::Error("`partitions` must be at least 1".into()));
     }
-    // Explicitly, not by auto-create: platforms often turn auto-create off.
-    k.create_topic(&k.admin()?, &topic, spec.partitions, true)
-        .await?;
-    let producer = k.producer(DELIVERY_TIMEOUT)?;
-    let what = |i: usize| format!("producing message {} to `{topic}`", i + 1);
-    let mut pending = Vec::new();
-    for (i, m) in spec.messages.iter().enumerate() {
+    let mut messages = Vec::with_capacity(spec.messages.len());
+    for m in &spec.messages {
         let key = m.key.as_deref().map(|t| cx.render(t)).transpose()?;
         let value = m.value.as_deref().map(|t| cx.render(t)).transpose()?;
         let mut headers = OwnedHeaders::new();
@@ -36,24 +31,61 @@ pub(super) async fn produce(
                 value: Some(&v),
             });
         }
-        let mut record = FutureRecord::<String, String>::to(&topic).headers(headers);
-        if let Some(key) = &key {
+        messages.push(Outgoing {
+            key,
+            value,
+            headers,
+        });
+    }
+    // Explicitly, not by auto-create: platforms often turn auto-create off.
+    k.create_topic(&k.admin()?, &topic, spec.partitions, true)
+        .await?;
+    let keys: Vec<Option<String>> = messages.iter().map(|m| m.key.clone()).collect();
+    let delivered = send(k, &topic, messages).await?;
+    let out: Vec<Value> = keys
+        .into_iter()
+        .zip(delivered)
+        .map(|(key, (partition, offset))| json!({"key": key, "partition": partition, "offset": offset}))
+        .collect();
+    Ok(json!({"topic": topic, "count": out.len(), "messages": out}))
+}
+
+/// One message as it goes out: rendered, or data that never was a template.
+pub(in crate::kinds) struct Outgoing {
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub headers: OwnedHeaders,
+}
+
+/// Sends every message to `topic` (which must exist) from one idempotent producer, all in
+/// flight at once, and waits for each acknowledgement: its (partition, offset), in order.
+pub(in crate::kinds) async fn send(
+    k: &Kafka,
+    topic: &str,
+    messages: Vec<Outgoing>,
+) -> Result<Vec<(i32, i64)>, StepError> {
+    let producer = k.producer(DELIVERY_TIMEOUT)?;
+    let what = |i: usize| format!("producing message {} to `{topic}`", i + 1);
+    let mut pending = Vec::with_capacity(messages.len());
+    for (i, m) in messages.into_iter().enumerate() {
+        let mut record = FutureRecord::<String, String>::to(topic).headers(m.headers);
+        if let Some(key) = &m.key {
             record = record.key(key);
         }
-        if let Some(value) = &value {
+        if let Some(value) = &m.value {
             record = record.payload(value);
         }
         let delivery = producer
             .send_result(record)
             .map_err(|(e, _)| k.error(what(i), e))?;
-        pending.push((key, delivery));
+        pending.push(delivery);
     }
-    let mut out = Vec::new();
-    for (i, (key, delivery)) in pending.into_iter().enumerate() {
+    let mut out = Vec::with_capacity(pending.len());
+    for (i, delivery) in pending.into_iter().enumerate() {
         let d = k.delivered(what(i), delivery.await)?;
-        out.push(json!({"key": key, "partition": d.partition, "offset": d.offset}));
+        out.push((d.partition, d.offset));
     }
-    Ok(json!({"topic": topic, "count": out.len(), "messages": out}))
+    Ok(out)
 }
 
 pub(super) async fn consume(

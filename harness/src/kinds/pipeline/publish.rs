@@ -8,8 +8,11 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use super::{context_for, literal, now_ms, per_second, round3, PublishSpec, KAFKA};
-use crate::kinds::kafka::{KafkaAction, MessageSpec, ProduceSpec};
+use rdkafka::message::OwnedHeaders;
+
+use super::{now_ms, per_second, round3, PublishSpec, KAFKA};
+use crate::kinds::kafka::client::Kafka;
+use crate::kinds::kafka::steps::{send, Outgoing};
 use crate::kinds::postgres::{connect, describe, query};
 use crate::kinds::{StepContext, StepError};
 
@@ -40,18 +43,26 @@ pub(super) async fn publish(cx: &StepContext<'_>, spec: &PublishSpec) -> Result<
         .map_err(|e| StepError::Error(format!("{pg}: {e}")))?;
     let read = started.elapsed();
 
+    let kafka_ep = cx.endpoint_of(KAFKA)?;
+    let kafka = Kafka::of(kafka_ep)?;
     // The topic first, so the clock below times publishing alone.
-    let kafka = context_for(cx, KAFKA)?;
-    produce(&kafka, &topic, Vec::new(), spec.partitions).await?;
+    kafka
+        .create_topic(&kafka.admin()?, &topic, spec.partitions, true)
+        .await?;
     let first_published_at_ms = now_ms();
     let sending = Instant::now();
     let rows = events.len();
-    let sent = produce(&kafka, &topic, events, spec.partitions).await?;
-    if sent != rows {
-        return Err(StepError::Failure(format!(
-            "kafka acknowledged {sent} of {rows} events on `{topic}`"
-        )));
-    }
+    // Data, not templates: sent as they are.
+    let messages = events
+        .into_iter()
+        .map(|(key, value)| Outgoing {
+            key: Some(key),
+            value: Some(value),
+            headers: OwnedHeaders::new(),
+        })
+        .collect();
+    // Every event acknowledged, or the step fails naming the first that was not.
+    send(&kafka, &topic, messages).await?;
     let took = started.elapsed();
     Ok(json!({
         "topic": topic,
@@ -63,31 +74,6 @@ pub(super) async fn publish(cx: &StepContext<'_>, spec: &PublishSpec) -> Result<
         "rows_per_second": per_second(rows as f64, took),
         "first_published_at_ms": first_published_at_ms,
     }))
-}
-
-/// `kafka.produce` with literal keys and values; the number of acknowledged messages.
-async fn produce(
-    kafka: &StepContext<'_>,
-    topic: &str,
-    events: Vec<(String, String)>,
-    partitions: i32,
-) -> Result<usize, StepError> {
-    let messages = events
-        .into_iter()
-        .map(|(k, v)| MessageSpec {
-            key: Some(literal(&k)),
-            value: Some(literal(&v)),
-            headers: Default::default(),
-        })
-        .collect();
-    let out = KafkaAction::Produce(ProduceSpec {
-        topic: literal(topic),
-        messages,
-        partitions,
-    })
-    .execute(kafka)
-    .await?;
-    Ok(out["count"].as_u64().unwrap_or_default() as usize)
 }
 
 /// One `(key, value)` pair per row of a `postgres.query` output.
