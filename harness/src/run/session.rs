@@ -43,10 +43,9 @@ pub struct Session {
     started: Instant,
     /// Whole-run bound, counted from `started`: checks still running are errors.
     deadline: OnceLock<Duration>,
-    /// Bounds the checks that run at once (`run_concurrently`, libtest's threads); a check
-    /// takes a slot only
-    /// once its predecessors passed and its services are ready, so a check still waiting
-    /// never keeps a ready one from running.
+    /// Bounds the checks that run at once (`run_concurrently`, `--test-threads`); a check
+    /// takes a slot only once its predecessors passed and its services are ready, so a
+    /// check still waiting never keeps a ready one from running.
     slots: OnceLock<Arc<Slots>>,
     /// Each service's dependencies, for the log tails and exit states of a failed check.
     depends_on: BTreeMap<String, Vec<String>>,
