@@ -22,44 +22,28 @@ ready = [{ tcp = "http" }]
 
 /// The chain first in the file, as the pipeline suite comes before postgres': with one
 /// libtest thread per slot, `second` and `third` held both threads while `first` ran.
-const SUITE: &str = r#"
-[[check]]
-name = "first"
-service = "web"
-[[check.step]]
-http.get = { path = "/slow", port = "http" }
-expect = [{ path = "$.status", equals = 200 }]
+const CHECKS: [(&str, Option<&str>, &str); 5] = [
+    ("first", None, "/slow"),
+    ("second", Some("first"), "/slow"),
+    ("third", Some("second"), "/slow"),
+    ("ready_a", None, "/fast"),
+    ("ready_b", None, "/fast"),
+];
 
-[[check]]
-name = "second"
-needs = ["first"]
-service = "web"
-[[check.step]]
-http.get = { path = "/slow", port = "http" }
-expect = [{ path = "$.status", equals = 200 }]
-
-[[check]]
-name = "third"
-needs = ["second"]
-service = "web"
-[[check.step]]
-http.get = { path = "/slow", port = "http" }
-expect = [{ path = "$.status", equals = 200 }]
-
-[[check]]
-name = "ready_a"
-service = "web"
-[[check.step]]
-http.get = { path = "/fast", port = "http" }
-expect = [{ path = "$.status", equals = 200 }]
-
-[[check]]
-name = "ready_b"
-service = "web"
-[[check.step]]
-http.get = { path = "/fast", port = "http" }
-expect = [{ path = "$.status", equals = 200 }]
-"#;
+/// Each of `CHECKS` as a check that GETs its path and expects 200.
+fn suite() -> String {
+    CHECKS
+        .iter()
+        .map(|(name, needs, path)| {
+            let needs = needs.map_or(String::new(), |n| format!("needs = [\"{n}\"]\n"));
+            format!(
+                "[[check]]\nname = \"{name}\"\n{needs}service = \"web\"\n[[check.step]]\n\
+                 http.get = {{ path = \"{path}\", port = \"http\" }}\n\
+                 expect = [{{ path = \"$.status\", equals = 200 }}]\n\n"
+            )
+        })
+        .collect()
+}
 
 /// Answers every request with 200, after 600 ms for paths under `/slow`.
 fn serve() -> u16 {
@@ -107,7 +91,7 @@ fn ready_checks_run_while_a_chain_of_needs_waits_on_its_predecessors() {
     let port = serve();
     let dir = std::env::temp_dir().join(format!("harness-tt-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(dir.join("suites")).unwrap();
-    std::fs::write(dir.join("suites/chain.toml"), SUITE).unwrap();
+    std::fs::write(dir.join("suites/chain.toml"), suite()).unwrap();
     std::fs::write(dir.join("platform.toml"), PLATFORM).unwrap();
     std::fs::write(
         dir.join("endpoints.toml"),
