@@ -1,5 +1,6 @@
 //! The pipeline suite with one hop broken: the report must name exactly that hop, the
-//! hops before it pass, and every later stage is an error naming the stage it needed.
+//! hops that do not need it pass, and every stage after it is an error naming the stage it
+//! needed.
 //! Each case runs the real `suites/pipeline.toml` (or a one-line variant of it) on one
 //! platform session of its own. `record` is left out: it would start MLflow only to
 //! show one more dependent error.
@@ -60,29 +61,59 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Runtime::new().unwrap().block_on(f)
 }
 
-/// The stages before `broken` passed; the ones after it are errors naming their
-/// predecessor; `broken`'s own outcome is returned for the case to judge.
+/// Each stage and the stages it `needs`, as `suites/pipeline.toml` declares them (checked
+/// against the suite by `the_stages_need_what_the_suite_says`).
+const NEEDS: &[(&str, &[&str])] = &[
+    ("seed", &[]),
+    ("register", &["seed"]),
+    ("ingest", &["seed"]),
+    ("land", &["register", "ingest"]),
+    ("query", &["land"]),
+    ("cleanup", &["query"]),
+];
+
+fn needs(stage: &str) -> &'static [&'static str] {
+    NEEDS.iter().find(|(s, _)| *s == stage).unwrap().1
+}
+
+/// Whether `stage` comes after `broken` through its `needs`.
+fn downstream(stage: &str, broken: &str) -> bool {
+    needs(stage)
+        .iter()
+        .any(|n| *n == broken || downstream(n, broken))
+}
+
+/// The stages that do not need `broken` passed; each one that does is an error naming the
+/// first of its needs that did not pass; `broken`'s own outcome is returned for the case to
+/// judge.
 fn broken_at(records: &BTreeMap<String, CheckRecord>, broken: &str) -> Outcome {
     let outcomes: BTreeMap<&str, &Outcome> = records
         .iter()
         .map(|(name, r)| (name.as_str(), &r.outcome))
         .collect();
-    let at = STAGES.iter().position(|s| *s == broken).unwrap();
-    for stage in &STAGES[..at] {
-        assert_eq!(outcomes[*stage], &Outcome::Passed, "{stage} passes");
-    }
-    let predecessor = |stage: &str| match stage {
-        "cleanup" => "query",
-        _ => STAGES[STAGES.iter().position(|s| *s == stage).unwrap() - 1],
-    };
-    for stage in &STAGES[at + 1..] {
-        let expected = format!(
-            "not run: it needs `{}`, which did not pass",
-            predecessor(stage)
-        );
+    for stage in STAGES.iter().filter(|s| **s != broken) {
+        if !downstream(stage, broken) {
+            assert_eq!(outcomes[*stage], &Outcome::Passed, "{stage} passes");
+            continue;
+        }
+        let failed = needs(stage)
+            .iter()
+            .find(|n| **n == broken || downstream(n, broken))
+            .unwrap();
+        let expected = format!("not run: it needs `{failed}`, which did not pass");
         assert_eq!(outcomes[*stage], &Outcome::Errored(expected), "{stage}");
     }
     outcomes[broken].clone()
+}
+
+#[test]
+fn the_stages_need_what_the_suite_says() {
+    let platform = platform();
+    let suite = suite(&platform, &[]);
+    for (stage, want) in NEEDS {
+        let check = suite.checks.iter().find(|c| c.name == *stage).unwrap();
+        assert_eq!(&check.needs, want, "{stage}");
+    }
 }
 
 /// Stops the run's MinIO, as an outage between two hops would.

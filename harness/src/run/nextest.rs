@@ -34,7 +34,8 @@ mod tests {
 
     #[rstest]
     #[case::chain_head("pipeline::seed", &[])]
-    #[case::third_hop("pipeline::ingest", &["pipeline::register", "pipeline::seed"])]
+    #[case::beside_a_hop("pipeline::ingest", &["pipeline::seed"])]
+    #[case::after_two_hops("pipeline::land", &["pipeline::ingest", "pipeline::register", "pipeline::seed"])]
     #[case::independent("postgres::accepts_login", &[])]
     fn a_lone_check_brings_what_it_needs(#[case] selected: &str, #[case] pulled: &[&str]) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
