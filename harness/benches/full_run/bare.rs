@@ -1,7 +1,7 @@
 //! The physical baseline: a service's image started with the docker CLI (`create`, `cp`,
-//! `start`: what `docker run` does, with the same environment, command, files, ports and
-//! memory as the platform spec), its readiness conditions polled from the host every
-//! 100 ms. No testcontainers, no scheduler: what any hand-written script could do.
+//! `start`: what `docker run` does, with the same environment, command, files, ports,
+//! tmpfs mounts and memory as the platform spec), its readiness conditions polled from the
+//! host every 100 ms. No testcontainers, no scheduler: what any hand-written script could do.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -63,6 +63,9 @@ impl BareRun {
                 "-e".into(),
                 format!("{k}={}", template::render(v, &secret)?),
             ]);
+        }
+        for path in &svc.tmpfs {
+            create.extend(["--mount".into(), format!("type=tmpfs,destination={path}")]);
         }
         if let Some(m) = svc.memory {
             create.extend(["--memory".into(), m.to_string()]);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use testcontainers::bollard::models::PortBinding;
 use testcontainers::bollard::Docker;
-use testcontainers::core::{CopyDataSource, IntoContainerPort};
+use testcontainers::core::{CopyDataSource, IntoContainerPort, Mount};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use tokio::sync::watch;
@@ -636,6 +636,9 @@ impl StartJob {
             .map_err(|e| self.fail(e, String::new()))?;
         for (target, data) in files {
             request = request.with_copy_to(target, CopyDataSource::Data(data));
+        }
+        for path in &svc.tmpfs {
+            request = request.with_mount(Mount::tmpfs_mount(path));
         }
         let ports: Vec<u16> = svc.ports.values().copied().collect();
         let memory = svc.memory;

@@ -86,6 +86,11 @@ struct ServiceFile {
     /// How many cores its start keeps busy (CPU time to ready / time to ready, as the
     /// benchmark prints it): limits how many heavy starts overlap.
     start_cores: Option<f64>,
+    /// Absolute container paths mounted in memory (tmpfs), gone with the container: a
+    /// database's data directory, which a test platform need not keep. Counted in `memory`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    tmpfs: Vec<Spanned<String>>,
 }
 
 /// A file or directory copied into the container before it starts.
@@ -198,6 +203,8 @@ pub struct ServiceSpec {
     pub endpoint: BTreeMap<String, String>,
     pub expected_ready: Duration,
     pub start_cores: f64,
+    /// Container paths mounted in memory.
+    pub tmpfs: Vec<String>,
 }
 
 /// The validated platform.
@@ -316,6 +323,14 @@ impl PlatformSpec {
                     ));
                 }
             }
+            for path in &svc.tmpfs {
+                if let Some(problem) = tmpfs_problem(path.get_ref(), &svc.copy) {
+                    errors.push(err(
+                        path.span(),
+                        format!("service `{name}`, field `tmpfs`: {problem}"),
+                    ));
+                }
+            }
             if let Some(c) = svc.start_cores {
                 if !(0.0..=1024.0).contains(&c) {
                     errors.push(err(
@@ -342,6 +357,7 @@ impl PlatformSpec {
                     endpoint: svc.endpoint.clone(),
                     expected_ready: svc.expected_ready.unwrap_or(DEFAULT_EXPECTED_READY),
                     start_cores: svc.start_cores.unwrap_or(DEFAULT_START_CORES),
+                    tmpfs: svc.tmpfs.iter().map(|t| t.get_ref().clone()).collect(),
                 },
             );
         }
@@ -422,6 +438,7 @@ impl PlatformSpec {
                     endpoint: BTreeMap::new(),
                     expected_ready: DEFAULT_EXPECTED_READY,
                     start_cores: DEFAULT_START_CORES,
+                    tmpfs: Vec::new(),
                 };
                 (name, spec)
             })
@@ -528,6 +545,19 @@ fn ready_step(table: &toml::Table) -> Result<ReadyStep, String> {
         name: format!("{namespace}.{}", action.verb()),
         action: std::sync::Arc::from(action),
     })
+}
+
+/// Why a `tmpfs` path cannot be mounted: not absolute, or over a `copy` target, whose
+/// files, put in before the start, the mount would hide.
+fn tmpfs_problem(path: &str, copies: &[Spanned<CopySpec>]) -> Option<String> {
+    if !path.starts_with('/') {
+        return Some(format!("`{path}` is not an absolute path in the container"));
+    }
+    copies
+        .iter()
+        .map(|c| &c.get_ref().to)
+        .find(|to| Path::new(to).starts_with(path))
+        .map(|to| format!("`{path}` would hide the files `copy` puts in `{to}` (a tmpfs is mounted over them at start)"))
 }
 
 /// A templated copy's files are read now, so that a `${secret.X}` the platform does not
@@ -694,6 +724,17 @@ ready = [{ http = "/health", port = "http" }]
         );
     }
 
+    #[test]
+    fn tmpfs_paths_parse_beside_copies_they_do_not_cover() {
+        let src = "[services.p]\nimage = \"i\"\nports = { sql = 5432 }\n\
+                   ready = [{ tcp = \"sql\" }]\n\
+                   copy = [{ from = \"initdb\", to = \"/docker-entrypoint-initdb.d\" }]\n\
+                   tmpfs = [\"/var/lib/postgresql/data\", \"/docker-entrypoint\"]\n";
+        let p = &parse(src).unwrap().services["p"];
+        assert_eq!(p.tmpfs, ["/var/lib/postgresql/data", "/docker-entrypoint"]);
+        assert!(parse(GOOD).unwrap().services["postgres"].tmpfs.is_empty());
+    }
+
     #[rstest]
     #[case::unknown_key("imagee = \"i\"", "platform.toml:5:1: unknown field `imagee`")]
     #[case::wrong_type("startup_timeout = 5", "platform.toml:5:19:")]
@@ -746,6 +787,14 @@ ready = [{ http = "/health", port = "http" }]
         "`step`, `trino`:"
     )]
     #[case::negative_cores("ready = [{ tcp = \"p\" }]\nstart_cores = -1.0", "field `start_cores`")]
+    #[case::relative_tmpfs(
+        "ready = [{ tcp = \"p\" }]\ntmpfs = [\"data\"]",
+        "platform.toml:5:10: service `x`, field `tmpfs`: `data` is not an absolute path"
+    )]
+    #[case::tmpfs_over_a_copy(
+        "ready = [{ tcp = \"p\" }]\ncopy = [{ from = \"f\", to = \"/etc/x/conf\" }]\ntmpfs = [\"/etc/x\"]",
+        "field `tmpfs`: `/etc/x` would hide the files `copy` puts in `/etc/x/conf`"
+    )]
     fn rejects_bad_semantics(#[case] body: &str, #[case] expected: &str) {
         let src = format!("[services.x]\nimage = \"i\"\nports = {{ p = 1 }}\n{body}\n");
         let err = parse(&src).unwrap_err().to_string();

@@ -57,6 +57,14 @@ pub fn workload(
     workload_of(svc, &r, labels)
 }
 
+/// Appends to a JSON array, making it if the key was unset.
+fn push(list: &mut Value, item: Value) {
+    match list {
+        Value::Array(items) => items.push(item),
+        _ => *list = json!([item]),
+    }
+}
+
 /// As `workload`, with secrets as Secrets.
 pub fn workload_of(svc: &ServiceSpec, r: &Rendered, labels: &BTreeMap<String, String>) -> Workload {
     let (env, args, files) = (&r.env, &r.args, &r.files);
@@ -132,6 +140,18 @@ pub fn workload_of(svc: &ServiceSpec, r: &Rendered, labels: &BTreeMap<String, St
             ..Default::default()
         })
     }).flatten();
+    // In memory, as with Docker's tmpfs: an emptyDir of medium Memory, counted in the limit.
+    for (i, path) in svc.tmpfs.iter().enumerate() {
+        let volume = format!("tmpfs{i}");
+        push(
+            &mut pod_spec["containers"][0]["volumeMounts"],
+            json!({ "name": volume, "mountPath": path }),
+        );
+        push(
+            &mut pod_spec["volumes"],
+            json!({ "name": volume, "emptyDir": { "medium": "Memory" } }),
+        );
+    }
     let deployment = serde_json::from_value(json!({
         "metadata": { "name": name, "labels": labels },
         "spec": {
@@ -215,6 +235,7 @@ mod tests {
             endpoint: BTreeMap::new(),
             expected_ready: DEFAULT_STARTUP_TIMEOUT,
             start_cores: 0.0,
+            tmpfs: Vec::new(),
         }
     }
 
@@ -276,6 +297,30 @@ mod tests {
         assert_eq!(
             mounts[1],
             json!({ "name": "copy", "mountPath": "/etc/b/c.conf", "subPath": "f1" })
+        );
+    }
+
+    #[test]
+    fn tmpfs_paths_are_memory_volumes_beside_the_copied_files() {
+        let mut svc = spec(vec![]);
+        svc.tmpfs = vec!["/data".into()];
+        let files = vec![("/etc/a.conf".to_string(), b"a".to_vec())];
+        let w = workload(&svc, &BTreeMap::new(), &[], &files, &BTreeMap::new());
+        let d = serde_json::to_value(&w.deployment).unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["containers"][0]["volumeMounts"],
+            json!([
+                { "name": "copy", "mountPath": "/etc/a.conf", "subPath": "f0" },
+                { "name": "tmpfs0", "mountPath": "/data" },
+            ])
+        );
+        assert_eq!(
+            pod["volumes"],
+            json!([
+                { "name": "copy", "configMap": { "name": "redis-copy" } },
+                { "name": "tmpfs0", "emptyDir": { "medium": "Memory" } },
+            ])
         );
     }
 
