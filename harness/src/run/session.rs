@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use libtest_mimic::{Arguments, Failed, Trial};
 use tokio::sync::watch;
 
-use super::slots::{ranks_of, Slots};
+use super::slots::{needs_of, ranks_of, Slot, Slots};
 use super::{interrupt, RunError};
 use crate::checks::{run_check_with, CheckRun, Outcome, Vars};
 use crate::platform::backend::Backend;
@@ -270,7 +271,9 @@ impl Session {
     ) -> ExitCode {
         let (args, slots) = trial_threads(args, checks.len());
         if let Some(slots) = slots {
-            let _ = self.slots.set(Slots::new(slots, ranks_of(&checks)));
+            let _ = self
+                .slots
+                .set(Slots::new(slots, ranks_of(&checks), needs_of(&checks)));
         }
         let session = Arc::new(self);
         let trials: Vec<Trial> = checks
@@ -331,7 +334,11 @@ impl Session {
             .collect();
         // Every check waits at once (for its predecessors and services); the slots bound
         // how many run.
-        let _ = self.slots.set(Slots::new(concurrency, ranks_of(&selected)));
+        let _ = self.slots.set(Slots::new(
+            concurrency,
+            ranks_of(&selected),
+            needs_of(&selected),
+        ));
         let waiting = selected.len().max(1);
         let work = futures::stream::iter(selected)
             .map(|c| {
@@ -391,12 +398,18 @@ impl Session {
         };
         // `blocked`: a predecessor kept the check from reaching its services, so how those
         // services ended is no cause of its verdict.
-        let (mut run, blocked) = tokio::select! {
+        let (mut run, blocked, slot) = tokio::select! {
             biased;
-            _ = interrupt::wait() => (cut_short(INTERRUPTED.to_string()), false),
-            why = deadline => (cut_short(why), false),
+            _ = interrupt::wait() => (cut_short(INTERRUPTED.to_string()), false, None),
+            why = deadline => (cut_short(why), false, None),
             run = self.run_one(check, started) => run,
         };
+        // Handed on before the result is published, so that a check that waited for this
+        // one finds its slot when it asks.
+        match slot {
+            Some(slot) if run.outcome.is_pass() => slot.pass_on(|id| self.passed(id)),
+            _ => drop(slot),
+        }
         let ended = self.started.elapsed();
         let mut service_logs = Vec::new();
         // An interrupted run stops; it does not collect evidence.
@@ -426,29 +439,46 @@ impl Session {
         record
     }
 
-    /// The check's run, and whether a predecessor that did not pass blocked it.
-    async fn run_one(&self, check: &Check, started: Instant) -> (CheckRun, bool) {
+    /// The check's run, whether a predecessor that did not pass blocked it, and the slot
+    /// it ran in.
+    async fn run_one(&self, check: &Check, started: Instant) -> (CheckRun, bool, Option<Slot>) {
         let not_run = |outcome| CheckRun {
             outcome,
             steps: Vec::new(),
             vars: Vars::new(),
             duration: started.elapsed(),
         };
+        let heir = self.slots.get().map(|slots| slots.heir(&check.id()));
         let vars = match self.predecessors(check).await {
             Ok(vars) => vars,
-            Err(outcome) => return (not_run(outcome), true),
+            Err(outcome) => return (not_run(outcome), true, None),
         };
-        match self.endpoints(check).await {
+        let endpoints = match self.endpoints(check).now_or_never() {
+            Some(ready) => ready,
+            None => {
+                // Its services are still starting: a slot handed to it would sit idle.
+                drop(heir);
+                self.endpoints(check).await
+            }
+        };
+        match endpoints {
             Ok(endpoints) => {
-                let _slot = match self.slots.get() {
+                let slot = match self.slots.get() {
                     Some(slots) => Some(slots.acquire(&check.id()).await),
                     None => None,
                 };
                 let shell = self.platform.as_ref().and_then(Platform::shell);
-                (run_check_with(check, &endpoints, vars, shell).await, false)
+                let run = run_check_with(check, &endpoints, vars, shell).await;
+                (run, false, slot)
             }
-            Err(outcome) => (not_run(outcome), false),
+            Err(outcome) => (not_run(outcome), false, None),
         }
+    }
+
+    fn passed(&self, id: &str) -> bool {
+        self.results
+            .lock()
+            .is_ok_and(|r| r.get(id).is_some_and(|run| run.outcome.is_pass()))
     }
 
     /// For a check that did not pass: the log tails of its services and of the services

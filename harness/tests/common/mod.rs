@@ -1,10 +1,13 @@
 //! What several test binaries share: a one-service PostgreSQL platform, a scratch
-//! directory holding a platform and suites, and asking the engine what it holds.
+//! directory holding a platform and suites, asking the engine what it holds, and (`web`)
+//! scheduling runs against an HTTP server of the test's own.
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub mod web;
 
 /// The repository root.
 pub fn root() -> PathBuf {
