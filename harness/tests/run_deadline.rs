@@ -3,11 +3,8 @@
 //! in-process through the target's own entry point; alone in its binary because it sets
 //! the process's environment.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-
-use libtest_mimic::Arguments;
 
 mod common;
 
@@ -43,25 +40,13 @@ fn platform_deadline_turns_unfinished_checks_into_errors_and_cleans_up() {
     std::fs::write(dir.join("platform.toml"), PLATFORM).unwrap();
     std::fs::write(dir.join("suites/dl.toml"), SUITE).unwrap();
     let junit = dir.join("junit.xml");
-    // The inner run's libtest lines go here: .ci/run tallies "test result:" lines.
-    let log = dir.join("libtest.log");
     std::env::set_var("PLATFORM_SPEC", dir.join("platform.toml"));
     std::env::set_var("PLATFORM_SUITES", dir.join("suites"));
     std::env::set_var("PLATFORM_JUNIT", &junit);
     std::env::set_var("PLATFORM_DEADLINE", "4s");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
 
     let started = Instant::now();
-    let code = platform_harness::run::libtest_run(
-        root,
-        Arguments::from_iter([
-            "platform",
-            "--logfile",
-            log.to_str().unwrap(),
-            "--test-threads",
-            "1",
-        ]),
-    );
+    let code = common::libtest(&dir.join("libtest.log"), 1);
     let took = started.elapsed();
 
     assert_ne!(code, ExitCode::SUCCESS);

@@ -367,13 +367,25 @@ mod tests {
         Slots::new(1, ranks, needs)
     }
 
+    /// `seed` holding the one slot, `other` waiting for it, and the order they got one.
+    async fn seed_running_other_waiting(
+        slots: &Arc<Slots>,
+    ) -> (
+        Slot,
+        tokio::task::JoinHandle<Slot>,
+        Arc<Mutex<Vec<&'static str>>>,
+    ) {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let seed = ask(slots, "seed", &order).await.unwrap();
+        let other = ask(slots, "other", &order);
+        settle().await;
+        (seed, other, order)
+    }
+
     #[tokio::test]
     async fn a_passed_check_hands_its_slot_to_the_longest_chain_that_needed_it() {
         let slots = a_chain_beside_another_check();
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let seed = ask(&slots, "seed", &order).await.unwrap();
-        let other = ask(&slots, "other", &order);
-        settle().await;
+        let (seed, other, order) = seed_running_other_waiting(&slots).await;
         let (_next, _later) = (slots.heir("next"), slots.heir("later"));
         // `side` passed, so both could run: `next` has the longer chain.
         seed.pass_on(|id| id == "side");
@@ -396,10 +408,7 @@ mod tests {
         #[case] side_passed: bool,
     ) {
         let slots = a_chain_beside_another_check();
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let seed = ask(&slots, "seed", &order).await.unwrap();
-        let other = ask(&slots, "other", &order);
-        settle().await;
+        let (seed, other, _) = seed_running_other_waiting(&slots).await;
         let _heirs: Vec<Heir> = heirs.iter().map(|id| slots.heir(id)).collect();
         seed.pass_on(|id| side_passed && id == "side");
         tokio::time::timeout(Duration::from_secs(5), other)
@@ -411,10 +420,7 @@ mod tests {
     #[tokio::test]
     async fn an_heir_that_ends_without_its_slot_gives_it_back() {
         let slots = a_chain_beside_another_check();
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let seed = ask(&slots, "seed", &order).await.unwrap();
-        let other = ask(&slots, "other", &order);
-        settle().await;
+        let (seed, other, order) = seed_running_other_waiting(&slots).await;
         let next = slots.heir("next");
         seed.pass_on(|_| false);
         settle().await;

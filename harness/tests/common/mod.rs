@@ -85,6 +85,23 @@ service = "postgres"
 postgres.query.sql = "SELECT pg_sleep(60)"
 "#;
 
+/// Runs the test target's entry point (`cargo test --test platform`) in this process with
+/// `--test-threads threads`, its libtest lines to `log` (.ci/run tallies "test result:"
+/// lines, which the inner run must not add to).
+pub fn libtest(log: &Path, threads: usize) -> std::process::ExitCode {
+    let threads = threads.to_string();
+    platform_harness::run::libtest_run(
+        &root(),
+        libtest_mimic::Arguments::from_iter([
+            "platform",
+            "--logfile",
+            log.to_str().unwrap(),
+            "--test-threads",
+            &threads,
+        ]),
+    )
+}
+
 /// A new directory under the system's temporary one with `platform.toml` and
 /// `suites/NAME` for each `(NAME, text)`.
 pub fn workdir(prefix: &str, platform: &str, suites: &[(&str, &str)]) -> PathBuf {

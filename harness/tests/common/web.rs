@@ -6,11 +6,8 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
-
-use libtest_mimic::Arguments;
 
 /// Only for the suite's validation: the endpoints file says where `web` runs.
 const PLATFORM: &str = r#"
@@ -75,20 +72,7 @@ pub fn run(
     std::env::set_var("PLATFORM_SUITES", dir.join("suites"));
     std::env::set_var("PLATFORM_ENDPOINTS", dir.join("endpoints.toml"));
     std::env::set_var("PLATFORM_JUNIT", &junit);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    // The inner run's libtest lines go here: .ci/run tallies "test result:" lines.
-    let log = dir.join("libtest.log");
-    let threads = threads.to_string();
-    let code = platform_harness::run::libtest_run(
-        root,
-        Arguments::from_iter([
-            "platform",
-            "--logfile",
-            log.to_str().unwrap(),
-            "--test-threads",
-            &threads,
-        ]),
-    );
+    let code = super::libtest(&dir.join("libtest.log"), threads);
     let summary = std::fs::read_to_string(junit.with_file_name("platform-summary.md")).unwrap();
     (code, timeline(&summary), summary)
 }
