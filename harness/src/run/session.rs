@@ -404,13 +404,14 @@ impl Session {
             why = deadline => (cut_short(why), false, None),
             run = self.run_one(check, started) => run,
         };
+        // Before the slot goes: the timeline never shows more checks at once than slots.
+        let ended = self.started.elapsed();
         // Handed on before the result is published, so that a check that waited for this
         // one finds its slot when it asks.
         match slot {
             Some(slot) if run.outcome.is_pass() => slot.pass_on(|id| self.passed(id)),
             _ => drop(slot),
         }
-        let ended = self.started.elapsed();
         let mut service_logs = Vec::new();
         // An interrupted run stops; it does not collect evidence.
         if !run.outcome.is_pass() && !interrupt::interrupted() {
