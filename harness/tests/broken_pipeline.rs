@@ -20,7 +20,17 @@ use testcontainers::bollard::query_parameters::{
 };
 
 const SUITE: &str = "../suites/pipeline.toml";
-const STAGES: &[&str] = &["seed", "register", "ingest", "land", "query", "cleanup"];
+/// The stages the cases run, in order, and the stages each `needs`, as
+/// `suites/pipeline.toml` declares them (checked against the suite by
+/// `the_stages_need_what_the_suite_says`).
+const STAGES: &[(&str, &[&str])] = &[
+    ("seed", &[]),
+    ("register", &["seed"]),
+    ("ingest", &["seed"]),
+    ("land", &["register", "ingest"]),
+    ("query", &["land"]),
+    ("cleanup", &["query"]),
+];
 
 fn platform() -> PlatformSpec {
     PlatformSpec::load(Path::new("../fixtures/platform.toml")).unwrap()
@@ -50,7 +60,7 @@ fn run(
     };
     let checks: Vec<Arc<Check>> = spec
         .checks()
-        .filter(|c| STAGES.contains(&c.name.as_str()))
+        .filter(|c| STAGES.iter().any(|(stage, _)| *stage == c.name))
         .cloned()
         .map(Arc::new)
         .collect();
@@ -61,19 +71,8 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Runtime::new().unwrap().block_on(f)
 }
 
-/// Each stage and the stages it `needs`, as `suites/pipeline.toml` declares them (checked
-/// against the suite by `the_stages_need_what_the_suite_says`).
-const NEEDS: &[(&str, &[&str])] = &[
-    ("seed", &[]),
-    ("register", &["seed"]),
-    ("ingest", &["seed"]),
-    ("land", &["register", "ingest"]),
-    ("query", &["land"]),
-    ("cleanup", &["query"]),
-];
-
 fn needs(stage: &str) -> &'static [&'static str] {
-    NEEDS.iter().find(|(s, _)| *s == stage).unwrap().1
+    STAGES.iter().find(|(s, _)| *s == stage).unwrap().1
 }
 
 /// Whether `stage` comes after `broken` through its `needs`.
@@ -91,12 +90,12 @@ fn broken_at(records: &BTreeMap<String, CheckRecord>, broken: &str) -> Outcome {
         .iter()
         .map(|(name, r)| (name.as_str(), &r.outcome))
         .collect();
-    for stage in STAGES.iter().filter(|s| **s != broken) {
+    for (stage, its_needs) in STAGES.iter().filter(|(s, _)| *s != broken) {
         if !downstream(stage, broken) {
             assert_eq!(outcomes[*stage], &Outcome::Passed, "{stage} passes");
             continue;
         }
-        let failed = needs(stage)
+        let failed = its_needs
             .iter()
             .find(|n| **n == broken || downstream(n, broken))
             .unwrap();
@@ -110,7 +109,7 @@ fn broken_at(records: &BTreeMap<String, CheckRecord>, broken: &str) -> Outcome {
 fn the_stages_need_what_the_suite_says() {
     let platform = platform();
     let suite = suite(&platform, &[]);
-    for (stage, want) in NEEDS {
+    for (stage, want) in STAGES {
         let check = suite.checks.iter().find(|c| c.name == *stage).unwrap();
         assert_eq!(&check.needs, want, "{stage}");
     }

@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use libtest_mimic::{Arguments, Failed, Trial};
 use tokio::sync::watch;
 
-use super::slots::{needs_of, ranks_of, Slot, Slots};
+use super::slots::{needs_of, Slot, Slots};
 use super::{interrupt, RunError};
 use crate::checks::{run_check_with, CheckRun, Outcome, Vars};
 use crate::platform::backend::Backend;
@@ -271,9 +270,7 @@ impl Session {
     ) -> ExitCode {
         let (args, slots) = trial_threads(args, checks.len());
         if let Some(slots) = slots {
-            let _ = self
-                .slots
-                .set(Slots::new(slots, ranks_of(&checks), needs_of(&checks)));
+            let _ = self.slots.set(Slots::new(slots, needs_of(&checks)));
         }
         let session = Arc::new(self);
         let trials: Vec<Trial> = checks
@@ -334,11 +331,7 @@ impl Session {
             .collect();
         // Every check waits at once (for its predecessors and services); the slots bound
         // how many run.
-        let _ = self.slots.set(Slots::new(
-            concurrency,
-            ranks_of(&selected),
-            needs_of(&selected),
-        ));
+        let _ = self.slots.set(Slots::new(concurrency, needs_of(&selected)));
         let waiting = selected.len().max(1);
         let work = futures::stream::iter(selected)
             .map(|c| {
@@ -454,12 +447,14 @@ impl Session {
             Ok(vars) => vars,
             Err(outcome) => return (not_run(outcome), true, None),
         };
-        let endpoints = match self.endpoints(check).now_or_never() {
-            Some(ready) => ready,
-            None => {
+        let endpoints = self.endpoints(check);
+        tokio::pin!(endpoints);
+        let endpoints = match futures::poll!(endpoints.as_mut()) {
+            std::task::Poll::Ready(ready) => ready,
+            std::task::Poll::Pending => {
                 // Its services are still starting: a slot handed to it would sit idle.
                 drop(heir);
-                self.endpoints(check).await
+                endpoints.await
             }
         };
         match endpoints {

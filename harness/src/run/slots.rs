@@ -40,13 +40,9 @@ pub fn chain_ranks(
     ranks
 }
 
-/// `chain_ranks` of a run's checks.
-pub fn ranks_of(checks: &[Arc<Check>]) -> BTreeMap<String, usize> {
-    chain_ranks(checks.iter().map(|c| (c.id(), c.needed_ids())))
-}
-
-/// The ids each of a run's checks needs.
-pub fn needs_of(checks: &[Arc<Check>]) -> BTreeMap<String, Vec<String>> {
+/// Each of a run's checks with the ids it needs, in the suites' order (as `chain_ranks`
+/// takes them).
+pub fn needs_of(checks: &[Arc<Check>]) -> Vec<(String, Vec<String>)> {
     checks.iter().map(|c| (c.id(), c.needed_ids())).collect()
 }
 
@@ -166,13 +162,11 @@ impl Drop for Asking {
 }
 
 impl Slots {
-    /// `count` slots (at least one); `ranks` from `chain_ranks` (a check without one ranks 1);
-    /// `needs` (from `needs_of`) says who may inherit a passed check's slot.
-    pub fn new(
-        count: usize,
-        ranks: BTreeMap<String, usize>,
-        needs: BTreeMap<String, Vec<String>>,
-    ) -> Arc<Self> {
+    /// `count` slots (at least one) for checks that need others as `needs` says (from
+    /// `needs_of`): it ranks the waiting checks and says who may inherit a passed one's slot.
+    pub fn new(count: usize, needs: Vec<(String, Vec<String>)>) -> Arc<Self> {
+        let ranks = chain_ranks(needs.iter().cloned());
+        let needs = needs.into_iter().collect();
         Arc::new(Self {
             state: Mutex::new(State {
                 free: count.max(1),
@@ -309,11 +303,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_freed_slot_goes_to_the_longest_chain_then_to_who_asked_first() {
-        let ranks = [("low_a", 1), ("low_b", 1), ("chain", 5)]
-            .into_iter()
-            .map(|(id, r)| (id.to_string(), r))
-            .collect();
-        let slots = Slots::new(1, ranks, BTreeMap::new());
+        let slots = Slots::new(1, needs(&[("chain", &[]), ("after", &["chain"])]));
         let order = Arc::new(Mutex::new(Vec::new()));
         let first = ask(&slots, "first", &order).await.unwrap();
         let low_a = ask(&slots, "low_a", &order);
@@ -335,7 +325,7 @@ mod tests {
 
     #[tokio::test]
     async fn never_more_running_than_slots() {
-        let slots = Slots::new(2, BTreeMap::new(), BTreeMap::new());
+        let slots = Slots::new(2, Vec::new());
         let order = Arc::new(Mutex::new(Vec::new()));
         let held: Vec<Slot> = vec![
             ask(&slots, "a", &order).await.unwrap(),
@@ -352,19 +342,25 @@ mod tests {
     /// One slot, held by `seed`; `other` (nothing needs it) waits for it; `next` and
     /// `later` need `seed`, `later` also `side`, and `next` has a chain behind it.
     fn a_chain_beside_another_check() -> Arc<Slots> {
-        let needs: BTreeMap<String, Vec<String>> = [
-            ("seed", vec![]),
-            ("other", vec![]),
-            ("side", vec![]),
-            ("next", vec!["seed"]),
-            ("later", vec!["seed", "side"]),
-            ("last", vec!["next"]),
-        ]
-        .into_iter()
-        .map(|(id, n)| (id.to_string(), n.into_iter().map(String::from).collect()))
-        .collect();
-        let ranks = chain_ranks(needs.clone().into_iter());
-        Slots::new(1, ranks, needs)
+        Slots::new(
+            1,
+            needs(&[
+                ("seed", &[]),
+                ("other", &[]),
+                ("side", &[]),
+                ("next", &["seed"]),
+                ("later", &["seed", "side"]),
+                ("last", &["next"]),
+            ]),
+        )
+    }
+
+    /// `(id, needs)` pairs as `needs_of` gives them.
+    fn needs(checks: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+        checks
+            .iter()
+            .map(|(id, n)| (id.to_string(), n.iter().map(|s| s.to_string()).collect()))
+            .collect()
     }
 
     /// `seed` holding the one slot, `other` waiting for it, and the order they got one.
@@ -434,7 +430,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_check_cut_short_while_waiting_gives_its_slot_back() {
-        let slots = Slots::new(1, BTreeMap::new(), BTreeMap::new());
+        let slots = Slots::new(1, Vec::new());
         let order = Arc::new(Mutex::new(Vec::new()));
         let held = ask(&slots, "held", &order).await.unwrap();
         // Cut short before a slot came, and (the race) after one was handed but not taken.
