@@ -3,8 +3,11 @@
 //! postgres`):
 //! 1. bare: each image started alone with the docker CLI, readiness polled at 100 ms;
 //! 2. harness alone: the harness starting that service (and its dependencies) only;
-//! 3. the full run of the selected checks, with services started by the scheduler, all at
-//!    once (`parallel`, the former default) and one at a time (`serial`);
+//! 3. the full run of the selected checks, with services started by the scheduler, by the
+//!    scheduler without the critical path's CPU weight (`unweighted`), all at once
+//!    (`parallel`, the former default) and one at a time (`serial`); `BENCH_ROUNDS=N` runs
+//!    the modes N times in turn (default 1) and the summary takes each mode's median, so a
+//!    difference between modes is not one noisy run's;
 //! 4. the start alone (no checks): the harness against Docker Compose with 1 s
 //!    healthchecks (`compose.yml`), for the default platform.
 //!
@@ -29,7 +32,7 @@ use platform_harness::secrets::Secrets;
 use platform_harness::spec::Spec;
 
 const CONCURRENCY: usize = 4;
-const MODES: [&str; 3] = ["scheduled", "parallel", "serial"];
+const MODES: [&str; 4] = ["scheduled", "unweighted", "parallel", "serial"];
 
 fn main() {
     if let Err(e) = bench() {
@@ -112,32 +115,37 @@ fn bench() -> Result<(), String> {
         bare.iter().map(|(s, (t, _))| (s.clone(), *t)).collect();
     let needs: BTreeMap<String, Vec<String>> =
         checks.iter().map(|c| (c.id(), c.needed_ids())).collect();
-    let mut runs = BTreeMap::new();
-    for mode in MODES {
-        std::env::set_var("PLATFORM_START", mode);
-        let cpu_before = cpu::harness();
-        let session =
-            Arc::new(Session::start(&spec, &checks, &selected, None).map_err(|e| e.to_string())?);
-        let report = session.run_concurrently(&checks, CONCURRENCY, None);
-        let limit = physical_limit(
-            &report,
-            &bare_ready,
-            &deps,
-            &needs,
-            cpu::harness() - cpu_before,
-            cores,
-        );
-        println!(
-            "\n== full run, {mode} start: {} checks ==",
-            report.checks.len()
-        );
-        print_run(&report, &limit);
-        runs.insert(mode, (report, limit));
+    let rounds = bench_rounds()?;
+    let mut runs: BTreeMap<&str, Vec<(RunReport, Limit)>> = BTreeMap::new();
+    // In turn rather than mode after mode: a machine's drift over the bench spreads evenly.
+    for round in 1..=rounds {
+        for mode in MODES {
+            std::env::set_var("PLATFORM_START", mode);
+            let cpu_before = cpu::harness();
+            let session = Arc::new(
+                Session::start(&spec, &checks, &selected, None).map_err(|e| e.to_string())?,
+            );
+            let report = session.run_concurrently(&checks, CONCURRENCY, None);
+            let limit = physical_limit(
+                &report,
+                &bare_ready,
+                &deps,
+                &needs,
+                cpu::harness() - cpu_before,
+                cores,
+            );
+            println!(
+                "\n== full run, {mode} start (round {round} of {rounds}): {} checks ==",
+                report.checks.len()
+            );
+            print_run(&report, &limit);
+            runs.entry(mode).or_default().push((report, limit));
+        }
     }
     std::env::set_var("PLATFORM_START", "scheduled");
 
-    println!("\n== per service: bare | harness alone | in the full run (scheduled) ==");
-    let (scheduled, limit) = &runs["scheduled"];
+    println!("\n== per service: bare | harness alone | in the full run (scheduled, round 1) ==");
+    let (scheduled, _) = &runs["scheduled"][0];
     for s in &order {
         let (b, bare_cpu) = bare[s];
         let a = alone[s];
@@ -182,20 +190,57 @@ fn bench() -> Result<(), String> {
         }
     }
 
-    let wall = |m: &str| runs[m].0.wall.as_secs_f64();
+    // Each mode's median over the rounds, and the values it is taken from.
+    let of_mode = |m: &str, f: &dyn Fn(&RunReport, &Limit) -> Option<f64>| {
+        let values: Vec<f64> = runs[m].iter().filter_map(|(r, l)| f(r, l)).collect();
+        (median(&values), list(&values))
+    };
+    let wall_of = |r: &RunReport, _: &Limit| Some(r.wall.as_secs_f64());
+    let to_limit = |r: &RunReport, l: &Limit| Some(r.wall.as_secs_f64() / l.value().as_secs_f64());
+    // The long pole: the service the bare starts found slowest, whose start in the run the
+    // scheduler protects.
+    let pole = bare
+        .iter()
+        .max_by_key(|(_, (t, _))| *t)
+        .map(|(s, _)| s.clone());
+    let pole_ready = |r: &RunReport, _: &Limit| {
+        let s = r
+            .services
+            .iter()
+            .find(|s| Some(&s.service) == pole.as_ref())?;
+        Some(s.ready_in?.as_secs_f64())
+    };
+    println!("\n== full runs by mode, {rounds} round(s), median (each round) ==");
+    for mode in MODES {
+        let ((w, ws), (x, _), (p, ps)) = (
+            of_mode(mode, &wall_of),
+            of_mode(mode, &to_limit),
+            of_mode(mode, &pole_ready),
+        );
+        let pole = pole.as_deref().unwrap_or("-");
+        println!(
+            "  {mode:<10} wall {w:.1} s ({ws}), {x:.2}x limit; {pole} ready in {p:.1} s ({ps})"
+        );
+    }
+
+    let wall = |m: &str| of_mode(m, &wall_of).0;
+    // The critical path comes from the bare starts: the same in every round.
+    let critical_path = runs["scheduled"][0].1.critical_path.as_secs_f64();
     println!(
         "\nwall {:.1} s = {:.2}x limit {:.1} s (critical path {:.1} s, CPU {:.0} s / {} cores); \
-         scheduled saves {:.0} % vs serial ({:.1} s), {:.0} % vs parallel ({:.1} s){start_only}",
+         scheduled saves {:.0} % vs serial ({:.1} s), {:.0} % vs parallel ({:.1} s), {:.0} % vs unweighted ({:.1} s){start_only}",
         wall("scheduled"),
-        wall("scheduled") / limit.value().as_secs_f64(),
-        limit.value().as_secs_f64(),
-        limit.critical_path.as_secs_f64(),
-        limit.cpu.as_secs_f64(),
+        of_mode("scheduled", &to_limit).0,
+        of_mode("scheduled", &|_, l| Some(l.value().as_secs_f64())).0,
+        critical_path,
+        of_mode("scheduled", &|_, l| Some(l.cpu.as_secs_f64())).0,
         cores,
         100.0 * (1.0 - wall("scheduled") / wall("serial")),
         wall("serial"),
         100.0 * (1.0 - wall("scheduled") / wall("parallel")),
         wall("parallel"),
+        100.0 * (1.0 - wall("scheduled") / wall("unweighted")),
+        wall("unweighted"),
     );
     println!("{warm}");
     Ok(())
@@ -356,6 +401,34 @@ fn print_run(report: &RunReport, limit: &Limit) {
     }
     let in_checks: Duration = report.checks.iter().map(|c| c.duration).sum();
     println!("  time in checks (sum): {:.1} s", in_checks.as_secs_f64());
+}
+
+/// `BENCH_ROUNDS`: how many times the full run's modes go in turn.
+fn bench_rounds() -> Result<usize, String> {
+    match std::env::var("BENCH_ROUNDS") {
+        Ok(v) if !v.is_empty() => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("BENCH_ROUNDS={v:?}: give a number of rounds, e.g. 3")),
+        _ => Ok(1),
+    }
+}
+
+/// The middle value (the mean of the two middle ones for an even count); 0 for none.
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn list(values: &[f64]) -> String {
+    let shown: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
+    shown.join(", ")
 }
 
 fn show(cpu: Option<Duration>) -> String {
