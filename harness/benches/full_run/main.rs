@@ -224,15 +224,13 @@ fn bench() -> Result<(), String> {
     }
 
     let wall = |m: &str| of_mode(m, &wall_of).0;
-    // The critical path comes from the bare starts: the same in every round.
-    let critical_path = runs["scheduled"][0].1.critical_path.as_secs_f64();
     println!(
         "\nwall {:.1} s = {:.2}x limit {:.1} s (critical path {:.1} s, CPU {:.0} s / {} cores); \
          scheduled saves {:.0} % vs serial ({:.1} s), {:.0} % vs parallel ({:.1} s), {:.0} % vs unweighted ({:.1} s){start_only}",
         wall("scheduled"),
         of_mode("scheduled", &to_limit).0,
         of_mode("scheduled", &|_, l| Some(l.value().as_secs_f64())).0,
-        critical_path,
+        of_mode("scheduled", &|_, l| Some(l.critical_path.as_secs_f64())).0,
         of_mode("scheduled", &|_, l| Some(l.cpu.as_secs_f64())).0,
         cores,
         100.0 * (1.0 - wall("scheduled") / wall("serial")),
