@@ -62,6 +62,8 @@ fn bench() -> Result<(), String> {
         .iter()
         .map(|(n, s)| (n.clone(), s.depends_on.clone()))
         .collect();
+    // Bare starts need their dependencies first; the harness starts what a service uses too.
+    let runs_with = platform.runs_with();
     let order = dependency_order(&services, &deps);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
@@ -97,7 +99,7 @@ fn bench() -> Result<(), String> {
     for s in &order {
         let (start, _) = rt.block_on(start_alone(
             platform,
-            &closure(s, &deps),
+            &closure(s, &runs_with),
             &secrets,
             std::slice::from_ref(s),
         ))?;
@@ -130,6 +132,7 @@ fn bench() -> Result<(), String> {
                 &report,
                 &bare_ready,
                 &deps,
+                &runs_with,
                 &needs,
                 cpu::harness() - cpu_before,
                 cores,

@@ -59,6 +59,8 @@ pub struct ContainerPlatform {
     network: String,
     docker: Docker,
     starts: BTreeMap<String, StartHandle>,
+    /// Each service's dependencies and the services it uses: its checks wait for them all.
+    runs_with: BTreeMap<String, Vec<String>>,
     containers: Arc<Mutex<Vec<ContainerAsync<GenericImage>>>>,
     timings: Arc<Mutex<Vec<ServiceStart>>>,
     /// Turned true by the shutdown: starts in flight stop at their next safe point.
@@ -208,6 +210,7 @@ impl ContainerPlatform {
             network,
             docker,
             starts,
+            runs_with: spec.runs_with(),
             containers,
             timings,
             stop,
@@ -240,9 +243,28 @@ impl ContainerPlatform {
         docker::describe_exit(&state)
     }
 
+    /// The service's endpoint once it is ready and so is everything it runs with: the
+    /// services it `uses` start beside it, not before it, and are awaited here.
     pub async fn endpoint(&self, service: &str) -> Result<Endpoint, Arc<ServiceFailure>> {
+        let endpoint = self.started(service).await?.endpoint.clone();
+        let beside = crate::spec::graph::closure([service], &self.runs_with);
+        for other in beside.iter().filter(|s| s.as_str() != service) {
+            if let Err(f) = self.started(other).await {
+                return Err(Arc::new(ServiceFailure {
+                    message: format!(
+                        "(used by `{service}`: its checks cannot run without it) {}",
+                        f.message
+                    ),
+                    ..(*f).clone()
+                }));
+            }
+        }
+        Ok(endpoint)
+    }
+
+    async fn started(&self, service: &str) -> Result<Arc<Started>, Arc<ServiceFailure>> {
         match self.starts.get(service) {
-            Some(h) => outcome(h.clone()).await.map(|s| s.endpoint.clone()),
+            Some(h) => outcome(h.clone()).await,
             None => Err(Arc::new(ServiceFailure {
                 service: service.to_string(),
                 message: "was not selected to start in this run".into(),

@@ -27,13 +27,15 @@ impl Limit {
 }
 
 /// `bare`: each service's time to ready when started alone with `docker run`;
-/// `depends_on`: the platform's dependencies; `needs`: each check's id and the ids of the
-/// checks it waits for; `harness_cpu`: the harness's own CPU time during the run
-/// (containers' CPU is in the report).
+/// `depends_on`: the platform's dependencies (ready before a service starts); `runs_with`:
+/// those and the services each uses (ready before its checks run, `PlatformSpec::runs_with`);
+/// `needs`: each check's id and the ids of the checks it waits for; `harness_cpu`: the
+/// harness's own CPU time during the run (containers' CPU is in the report).
 pub fn physical_limit(
     report: &RunReport,
     bare: &BTreeMap<String, Duration>,
     depends_on: &BTreeMap<String, Vec<String>>,
+    runs_with: &BTreeMap<String, Vec<String>>,
     needs: &BTreeMap<String, Vec<String>>,
     harness_cpu: Duration,
     cores: f64,
@@ -43,8 +45,17 @@ pub fn physical_limit(
         chain_of(service, bare, depends_on, &mut ready);
     }
     let mut critical_path = ready.values().copied().max().unwrap_or_default();
+    // A service's checks start once it and everything it runs with are ready.
+    let usable: BTreeMap<String, Duration> = ready
+        .keys()
+        .map(|s| {
+            let beside = crate::spec::graph::closure([s.as_str()], runs_with);
+            let at = beside.iter().filter_map(|b| ready.get(b)).max();
+            (s.clone(), at.copied().unwrap_or_default())
+        })
+        .collect();
     let mut critical_check = None;
-    if let Some(end) = longest_check_chain(&report.checks, &ready, needs) {
+    if let Some(end) = longest_check_chain(&report.checks, &usable, needs) {
         if end.at > critical_path {
             critical_path = end.at;
             critical_check = Some((end.checks.join(" -> "), end.waited_for));
@@ -237,7 +248,7 @@ mod tests {
             ],
             &[("trino", 20.0)],
         );
-        let limit = physical_limit(&r, &bare, &deps, &BTreeMap::new(), secs(1.0), 2.0);
+        let limit = physical_limit(&r, &bare, &deps, &deps, &BTreeMap::new(), secs(1.0), 2.0);
         assert_eq!(limit.critical_path, secs(2.0 + 12.0 + 3.0));
         assert_eq!(
             limit.critical_check,
@@ -253,9 +264,34 @@ mod tests {
             vec![check("q", "postgres", 1.0)],
             &[("trino", 40.0), ("minio", 3.0)],
         );
-        let limit = physical_limit(&r, &bare, &deps, &BTreeMap::new(), secs(5.0), 2.0);
+        let limit = physical_limit(&r, &bare, &deps, &deps, &BTreeMap::new(), secs(5.0), 2.0);
         assert_eq!(limit.cpu, secs(48.0));
         assert_eq!(limit.value(), secs(24.0));
+    }
+
+    #[test]
+    fn a_used_service_holds_the_checks_not_the_start() {
+        let (bare, _) = platform();
+        let depends_on = BTreeMap::new();
+        // Trino uses MinIO, here slower than Trino: started together, its check waits for both.
+        let mut bare = bare;
+        bare.insert("minio".into(), secs(15.0));
+        let runs_with = [("trino".to_string(), vec!["minio".to_string()])].into();
+        let r = report(vec![check("lake", "trino", 3.0)], &[]);
+        let limit = physical_limit(
+            &r,
+            &bare,
+            &depends_on,
+            &runs_with,
+            &BTreeMap::new(),
+            secs(0.0),
+            2.0,
+        );
+        assert_eq!(limit.critical_path, secs(15.0 + 3.0), "not 15 + 12 + 3 s");
+        assert_eq!(
+            limit.critical_check,
+            Some(("suite::lake".to_string(), "trino".to_string()))
+        );
     }
 
     fn needs(links: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
@@ -279,14 +315,14 @@ mod tests {
             ],
             &[],
         );
-        let limit = physical_limit(&r, &bare, &deps, &BTreeMap::new(), secs(0.0), 2.0);
+        let limit = physical_limit(&r, &bare, &deps, &deps, &BTreeMap::new(), secs(0.0), 2.0);
         assert_eq!(
             limit.critical_path,
             secs(17.0),
             "unlinked: trino's 14 s + 3 s"
         );
         let linked = needs(&[("consume", "produce"), ("lake", "consume")]);
-        let limit = physical_limit(&r, &bare, &deps, &linked, secs(0.0), 2.0);
+        let limit = physical_limit(&r, &bare, &deps, &deps, &linked, secs(0.0), 2.0);
         assert_eq!(limit.critical_path, secs(4.0 + 2.0 + 10.0 + 3.0));
         assert_eq!(
             limit.critical_check,

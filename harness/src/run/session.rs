@@ -47,8 +47,9 @@ pub struct Session {
     /// takes a slot only once its predecessors passed and its services are ready, so a
     /// check still waiting never keeps a ready one from running.
     slots: OnceLock<Arc<Slots>>,
-    /// Each service's dependencies, for the log tails and exit states of a failed check.
-    depends_on: BTreeMap<String, Vec<String>>,
+    /// Each service's dependencies and the services it uses, for the log tails and exit
+    /// states of a failed check.
+    runs_with: BTreeMap<String, Vec<String>>,
     torn_down: AtomicBool,
     /// Checks no trial runs that selected ones need (`pull`): run once, by the first
     /// check that waits for them.
@@ -235,12 +236,7 @@ impl Session {
             started,
             deadline: OnceLock::new(),
             slots: OnceLock::new(),
-            depends_on: spec
-                .platform
-                .services
-                .iter()
-                .map(|(n, s)| (n.clone(), s.depends_on.clone()))
-                .collect(),
+            runs_with: spec.platform.runs_with(),
             torn_down: AtomicBool::new(false),
             pulled: BTreeMap::new(),
         })
@@ -482,7 +478,7 @@ impl Session {
     /// exit code 137"). Bounded: evidence must not hang the verdict.
     async fn evidence(&self, p: &Platform, check: &Check) -> (Vec<(String, String)>, Vec<String>) {
         let direct = check.services();
-        let all = graph::closure(direct.iter().map(String::as_str), &self.depends_on);
+        let all = graph::closure(direct.iter().map(String::as_str), &self.runs_with);
         // The check's own services first, then their dependencies.
         let mut order: Vec<String> = direct.iter().cloned().collect();
         order.extend(all.into_iter().filter(|s| !direct.contains(s)));

@@ -77,15 +77,10 @@ pub(super) fn wanted(spec: &PlatformSpec, only: &[String]) -> Result<BTreeSet<St
             known: spec.services.keys().cloned().collect(),
         });
     }
-    let deps: BTreeMap<String, Vec<String>> = spec
-        .services
-        .iter()
-        .map(|(n, s)| (n.clone(), s.depends_on.clone()))
-        .collect();
     Ok(if only.is_empty() {
         spec.services.keys().cloned().collect()
     } else {
-        graph::closure(only.iter().map(String::as_str), &deps)
+        graph::closure(only.iter().map(String::as_str), &spec.runs_with())
     })
 }
 

@@ -13,7 +13,7 @@ pub mod suite;
 
 pub use crate::template;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 pub use error::{SpecError, SpecErrors};
@@ -100,13 +100,10 @@ impl Spec {
         &self,
         checks: impl IntoIterator<Item = &'a Check>,
     ) -> BTreeSet<String> {
-        let deps: BTreeMap<String, Vec<String>> = self
-            .platform
-            .services
-            .iter()
-            .map(|(n, s)| (n.clone(), s.depends_on.clone()))
-            .collect();
         let wanted: BTreeSet<String> = checks.into_iter().flat_map(|c| c.services()).collect();
-        graph::closure(wanted.iter().map(String::as_str), &deps)
+        graph::closure(
+            wanted.iter().map(String::as_str),
+            &self.platform.runs_with(),
+        )
     }
 }

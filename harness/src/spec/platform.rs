@@ -66,6 +66,12 @@ struct ServiceFile {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     depends_on: Vec<Spanned<String>>,
+    /// Services it talks to once running but does not need to start (Trino's lake catalog
+    /// on MinIO): started in the same run beside it, and awaited by its checks, not by its
+    /// start.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    uses: Vec<Spanned<String>>,
     #[schemars(with = "Vec<ReadyFile>")]
     ready: Vec<Spanned<ReadyFile>>,
     #[serde(default, with = "humantime_serde")]
@@ -192,7 +198,10 @@ pub struct ServiceSpec {
     /// Named container ports.
     pub ports: BTreeMap<String, u16>,
     pub copy: Vec<CopySpec>,
+    /// Ready before it starts.
     pub depends_on: Vec<String>,
+    /// Running beside it: ready before its checks run, not before it starts.
+    pub uses: Vec<String>,
     pub ready: Vec<ReadyCondition>,
     pub startup_timeout: Duration,
     pub memory: Option<u64>,
@@ -227,6 +236,20 @@ pub const DEFAULT_EXPECTED_READY: Duration = Duration::from_secs(10);
 pub const DEFAULT_START_CORES: f64 = 0.0;
 
 impl PlatformSpec {
+    /// Each service's dependencies and the services it uses: what must run for it to be
+    /// checked (the closure of a selection starts all of them).
+    pub fn runs_with(&self) -> BTreeMap<String, Vec<String>> {
+        self.services
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    s.depends_on.iter().chain(&s.uses).cloned().collect(),
+                )
+            })
+            .collect()
+    }
+
     pub fn load(file: &Path) -> Result<Self, SpecErrors> {
         let source = std::fs::read_to_string(file)
             .map_err(|e| SpecError::file(file, format!("cannot read platform spec: {e}")))?;
@@ -270,6 +293,14 @@ impl PlatformSpec {
                             "service `{name}`, field `depends_on`: service `{}` is not defined",
                             dep.get_ref()
                         ),
+                    ));
+                }
+            }
+            for used in &svc.uses {
+                if let Some(problem) = uses_problem(name, used.get_ref(), svc, &raw.services) {
+                    errors.push(err(
+                        used.span(),
+                        format!("service `{name}`, field `uses`: {problem}"),
                     ));
                 }
             }
@@ -350,6 +381,7 @@ impl PlatformSpec {
                     ports: svc.ports.clone(),
                     copy: svc.copy.iter().map(|c| c.get_ref().clone()).collect(),
                     depends_on: svc.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
+                    uses: svc.uses.iter().map(|u| u.get_ref().clone()).collect(),
                     ready,
                     startup_timeout: svc.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
                     memory: svc.memory.map(|m| m.as_u64()),
@@ -431,6 +463,7 @@ impl PlatformSpec {
                     ports: BTreeMap::new(),
                     copy: Vec::new(),
                     depends_on: Vec::new(),
+                    uses: Vec::new(),
                     ready: Vec::new(),
                     startup_timeout: DEFAULT_STARTUP_TIMEOUT,
                     memory: None,
@@ -545,6 +578,27 @@ fn ready_step(table: &toml::Table) -> Result<ReadyStep, String> {
         name: format!("{namespace}.{}", action.verb()),
         action: std::sync::Arc::from(action),
     })
+}
+
+/// Why `service` cannot use `used`: not defined, itself, or already a dependency (which
+/// is ready before it starts, more than `uses` asks).
+fn uses_problem<T>(
+    service: &str,
+    used: &str,
+    svc: &ServiceFile,
+    services: &BTreeMap<String, T>,
+) -> Option<String> {
+    if !services.contains_key(used) {
+        Some(format!("service `{used}` is not defined"))
+    } else if used == service {
+        Some("a service cannot use itself".into())
+    } else if svc.depends_on.iter().any(|d| d.get_ref() == used) {
+        Some(format!(
+            "`{used}` is in `depends_on` already (ready before `{service}` starts)"
+        ))
+    } else {
+        None
+    }
 }
 
 /// Why a `tmpfs` path cannot be mounted: not absolute, or over a `copy` target, whose
@@ -725,6 +779,23 @@ ready = [{ http = "/health", port = "http" }]
     }
 
     #[test]
+    fn a_used_service_runs_with_it_but_is_no_dependency() {
+        let src = "[services.a]\nimage = \"i\"\nports = { p = 1 }\nready = [{ tcp = \"p\" }]\n\
+                   [services.b]\nimage = \"i\"\nports = { p = 1 }\nready = [{ tcp = \"p\" }]\n\
+                   uses = [\"a\"]\n";
+        let p = parse(src).unwrap();
+        assert_eq!(p.services["b"].uses, ["a"]);
+        assert!(p.services["b"].depends_on.is_empty());
+        assert_eq!(p.runs_with()["b"], ["a"]);
+        let both = src.replace("uses = [\"a\"]", "depends_on = [\"a\"]\nuses = [\"a\"]");
+        let err = parse(&both).unwrap_err().to_string();
+        assert!(
+            err.contains("field `uses`: `a` is in `depends_on` already"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn tmpfs_paths_parse_beside_copies_they_do_not_cover() {
         let src = "[services.p]\nimage = \"i\"\nports = { sql = 5432 }\n\
                    ready = [{ tcp = \"sql\" }]\n\
@@ -794,6 +865,14 @@ ready = [{ http = "/health", port = "http" }]
     #[case::tmpfs_over_a_copy(
         "ready = [{ tcp = \"p\" }]\ncopy = [{ from = \"f\", to = \"/etc/x/conf\" }]\ntmpfs = [\"/etc/x\"]",
         "field `tmpfs`: `/etc/x` would hide the files `copy` puts in `/etc/x/conf`"
+    )]
+    #[case::undefined_use(
+        "ready = [{ tcp = \"p\" }]\nuses = [\"nope\"]",
+        "platform.toml:5:9: service `x`, field `uses`: service `nope` is not defined"
+    )]
+    #[case::uses_itself(
+        "ready = [{ tcp = \"p\" }]\nuses = [\"x\"]",
+        "field `uses`: a service cannot use itself"
     )]
     fn rejects_bad_semantics(#[case] body: &str, #[case] expected: &str) {
         let src = format!("[services.x]\nimage = \"i\"\nports = {{ p = 1 }}\n{body}\n");

@@ -228,6 +228,7 @@ mod tests {
             ports: BTreeMap::from([("redis".into(), 6379)]),
             copy: Vec::new(),
             depends_on: Vec::new(),
+            uses: Vec::new(),
             ready,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             memory: Some(256 * 1024 * 1024),

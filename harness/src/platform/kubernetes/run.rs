@@ -110,7 +110,8 @@ fn with_dependencies(
             .get(&s)
             .ok_or_else(|| format!("service `{s}` is not in {}", spec.file.display()))?;
         if all.insert(s) {
-            todo.extend(svc.depends_on.iter().cloned());
+            // What it uses starts in the same waves; every check waits for all of them.
+            todo.extend(svc.depends_on.iter().chain(&svc.uses).cloned());
         }
     }
     Ok(all)
