@@ -3,9 +3,8 @@
 //! postgres`):
 //! 1. bare: each image started alone with the docker CLI, readiness polled at 100 ms;
 //! 2. harness alone: the harness starting that service (and its dependencies) only;
-//! 3. the full run of the selected checks, with services started by the scheduler, by the
-//!    scheduler without the critical path's CPU weight (`unweighted`), all at once
-//!    (`parallel`, the former default) and one at a time (`serial`); `BENCH_ROUNDS=N` runs
+//! 3. the full run of the selected checks, with services started by the scheduler, all at
+//!    once (`parallel`, the former default) and one at a time (`serial`); `BENCH_ROUNDS=N` runs
 //!    the modes N times in turn (default 1) and the summary takes each mode's median, so a
 //!    difference between modes is not one noisy run's;
 //! 4. the start alone (no checks): the harness against Docker Compose with 1 s
@@ -32,7 +31,7 @@ use platform_harness::secrets::Secrets;
 use platform_harness::spec::Spec;
 
 const CONCURRENCY: usize = 4;
-const MODES: [&str; 4] = ["scheduled", "unweighted", "parallel", "serial"];
+const MODES: [&str; 3] = ["scheduled", "parallel", "serial"];
 
 fn main() {
     if let Err(e) = bench() {
@@ -200,8 +199,8 @@ fn bench() -> Result<(), String> {
     };
     let wall_of = |r: &RunReport, _: &Limit| Some(r.wall.as_secs_f64());
     let to_limit = |r: &RunReport, l: &Limit| Some(r.wall.as_secs_f64() / l.value().as_secs_f64());
-    // The long pole: the service the bare starts found slowest, whose start in the run the
-    // scheduler protects.
+    // The long pole: the service the bare starts found slowest, whose start in the run
+    // decides the wall.
     let pole = bare
         .iter()
         .max_by_key(|(_, (t, _))| *t)
@@ -229,7 +228,7 @@ fn bench() -> Result<(), String> {
     let wall = |m: &str| of_mode(m, &wall_of).0;
     println!(
         "\nwall {:.1} s = {:.2}x limit {:.1} s (critical path {:.1} s, CPU {:.0} s / {} cores); \
-         scheduled saves {:.0} % vs serial ({:.1} s), {:.0} % vs parallel ({:.1} s), {:.0} % vs unweighted ({:.1} s){start_only}",
+         scheduled saves {:.0} % vs serial ({:.1} s), {:.0} % vs parallel ({:.1} s){start_only}",
         wall("scheduled"),
         of_mode("scheduled", &to_limit).0,
         of_mode("scheduled", &|_, l| Some(l.value().as_secs_f64())).0,
@@ -240,8 +239,6 @@ fn bench() -> Result<(), String> {
         wall("serial"),
         100.0 * (1.0 - wall("scheduled") / wall("parallel")),
         wall("parallel"),
-        100.0 * (1.0 - wall("scheduled") / wall("unweighted")),
-        wall("unweighted"),
     );
     println!("{warm}");
     Ok(())

@@ -183,9 +183,6 @@ impl ContainerPlatform {
                 platform_started,
                 stop: stop.subscribe(),
                 phase: Mutex::new("waiting for its dependencies"),
-                cpu_shares: gate
-                    .cpu_shares(&name)
-                    .filter(|_| mode != StartMode::Unweighted),
             };
             let ticket = gate.ticket(&name);
             let (tx, rx) = watch::channel(None);
@@ -370,7 +367,7 @@ fn start_gate(
         })
         .collect();
     let capacity = match mode {
-        StartMode::Scheduled | StartMode::Unweighted => start_cores()?,
+        StartMode::Scheduled => start_cores()?,
         StartMode::Parallel | StartMode::Serial => f64::INFINITY,
     };
     Ok(StartGate::new(&costs, capacity))
@@ -463,19 +460,15 @@ struct StartJob {
     stop: watch::Receiver<bool>,
     /// What the start is doing, for the message when its timeout cuts it off.
     phase: Mutex<&'static str>,
-    /// Its container's CPU weight when it is on the critical path (the scheduler's).
-    cpu_shares: Option<i64>,
 }
 
-/// How services start: by the scheduler (the default: the critical path first and with
-/// more CPU weight, heavy starts bounded by the cores), each as soon as its dependencies are
-/// ready (`PLATFORM_START=parallel`), or one at a time (`serial`); and `unweighted`, the
-/// scheduler without the weight. All but the first are there for the benchmark to measure
-/// what scheduling saves.
+/// How services start: by the scheduler (the default: the critical path first, heavy
+/// starts bounded by the cores), each as soon as its dependencies are ready
+/// (`PLATFORM_START=parallel`), or one at a time (`serial`); the last two are there for the
+/// benchmark to measure what scheduling saves.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StartMode {
     Scheduled,
-    Unweighted,
     Parallel,
     Serial,
 }
@@ -484,11 +477,10 @@ impl StartMode {
     pub fn from_env() -> Result<Self, StartError> {
         match std::env::var("PLATFORM_START").as_deref() {
             Err(_) | Ok("") | Ok("scheduled") => Ok(Self::Scheduled),
-            Ok("unweighted") => Ok(Self::Unweighted),
             Ok("parallel") => Ok(Self::Parallel),
             Ok("serial") => Ok(Self::Serial),
             Ok(other) => Err(StartError::Setting(format!(
-                "PLATFORM_START={other:?}: use `scheduled`, `unweighted`, `parallel` or `serial`"
+                "PLATFORM_START={other:?}: use `scheduled`, `parallel` or `serial`"
             ))),
         }
     }
@@ -541,12 +533,8 @@ impl StartJob {
         } else {
             String::new()
         };
-        let weighted = match self.cpu_shares {
-            Some(_) => ", on the critical path: first call on the cores",
-            None => "",
-        };
         super::say(format!(
-            "platform: starting {name} ({}){held_back}{weighted}",
+            "platform: starting {name} ({}){held_back}",
             self.image
         ));
         // The startup timeout bounds the whole start; the steps inside watch the same
@@ -675,7 +663,7 @@ impl StartJob {
             request = request.with_mount(Mount::tmpfs_mount(path));
         }
         let ports: Vec<u16> = svc.ports.values().copied().collect();
-        let (memory, cpu_shares) = (svc.memory, self.cpu_shares);
+        let memory = svc.memory;
         request = request.with_host_config_modifier(move |hc| {
             // Published ports bind to loopback only: the platform is for this machine.
             hc.publish_all_ports = Some(false);
@@ -696,7 +684,6 @@ impl StartJob {
             if let Some(m) = memory {
                 hc.memory = Some(m as i64);
             }
-            hc.cpu_shares = cpu_shares;
         });
 
         self.enter("creating and starting its container");

@@ -6,11 +6,6 @@
 //! more than a little CPU time. Short, light starts go at once: holding them back saves
 //! nothing; a JVM whose start keeps one core busy for ten seconds waits its turn.
 //!
-//! Admission alone cannot stop a start's bursts from slowing the long pole (a JVM's JIT and
-//! class loading want both cores for a moment, a check runs beside it), so the services on
-//! the critical path also start with a larger CPU weight: where they compete for a core,
-//! the kernel gives it to them first, and the others take what is left.
-//!
 //! The rule is written here rather than taken from a crate: it is a small list scheduler
 //! over a dependency graph, and the crates for that (job schedulers, async semaphores) have
 //! neither ranks nor reservations for work that is not yet runnable.
@@ -25,12 +20,6 @@ use tokio::sync::Notify;
 /// starts it overlaps is then about a second. An average hides a start's bursts, so a
 /// budget of zero would hold back starts that would have cost nothing.
 pub const OVERCOMMIT: Duration = Duration::from_secs(1);
-
-/// The CPU weight of a start on the critical path, in Docker's CPU shares (1024 is every
-/// other container's): under contention it gets 8 parts to another's one, so it runs almost
-/// as if alone while the others still make progress. A weight, not a limit: an idle core
-/// goes to whoever wants it. Kept after ready: the critical path's checks run on it next.
-pub const CRITICAL_CPU_SHARES: i64 = 8 * 1024;
 
 /// What the scheduler knows about one service before it starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,52 +64,6 @@ pub fn ranks(costs: &BTreeMap<String, StartCost>) -> BTreeMap<String, Duration> 
     done
 }
 
-/// The services on the critical path: those whose longest chain of expected starts through
-/// them (dependencies before, dependents after) is the run's longest. Ties all count.
-pub fn critical_path(costs: &BTreeMap<String, StartCost>) -> BTreeSet<String> {
-    let after = ranks(costs);
-    // The longest chain ending in a service, its own start included; the mirror of `ranks`.
-    fn until(
-        name: &str,
-        costs: &BTreeMap<String, StartCost>,
-        done: &mut BTreeMap<String, Duration>,
-        visiting: &mut BTreeSet<String>,
-    ) -> Duration {
-        if let Some(d) = done.get(name) {
-            return *d;
-        }
-        let Some(cost) = costs.get(name) else {
-            return Duration::ZERO; // a dependency outside the run is ready already
-        };
-        if !visiting.insert(name.to_string()) {
-            return Duration::ZERO;
-        }
-        let before = cost
-            .depends_on
-            .iter()
-            .map(|d| until(d, costs, done, visiting))
-            .max()
-            .unwrap_or_default();
-        done.insert(name.to_string(), before + cost.expected);
-        before + cost.expected
-    }
-    let mut done = BTreeMap::new();
-    let through: BTreeMap<&String, Duration> = costs
-        .iter()
-        .map(|(name, cost)| {
-            let before = until(name, costs, &mut done, &mut BTreeSet::new());
-            let chain = before + after.get(name).copied().unwrap_or_default();
-            (name, chain.saturating_sub(cost.expected))
-        })
-        .collect();
-    let longest = through.values().max().copied().unwrap_or_default();
-    through
-        .into_iter()
-        .filter(|(_, chain)| *chain == longest && !longest.is_zero())
-        .map(|(name, _)| name.clone())
-        .collect()
-}
-
 /// Where a service is in its start, as the gate sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Stage {
@@ -147,8 +90,6 @@ struct Entry {
 struct GateState {
     capacity: f64,
     entries: BTreeMap<String, Entry>,
-    /// Whose start gets [`CRITICAL_CPU_SHARES`]; empty when the gate is open.
-    critical: BTreeSet<String>,
 }
 
 impl GateState {
@@ -195,8 +136,7 @@ pub struct StartGate {
 }
 
 impl StartGate {
-    /// `costs` holds every service of the run; `capacity` is in cores. An unbounded gate
-    /// (the benchmark's reference modes) weighs no start above another either.
+    /// `costs` holds every service of the run; `capacity` is in cores.
     pub fn new(costs: &BTreeMap<String, StartCost>, capacity: f64) -> Self {
         let ranks = ranks(costs);
         let entries = costs
@@ -211,18 +151,8 @@ impl StartGate {
                 (name.clone(), entry)
             })
             .collect();
-        let critical = if capacity.is_finite() {
-            critical_path(costs)
-        } else {
-            BTreeSet::new()
-        };
-        let state = GateState {
-            capacity,
-            entries,
-            critical,
-        };
         Self {
-            state: Arc::new(Mutex::new(state)),
+            state: Arc::new(Mutex::new(GateState { capacity, entries })),
             changed: Arc::new(Notify::new()),
         }
     }
@@ -244,16 +174,6 @@ impl StartGate {
             }
         }
         self.changed.notify_waiters();
-    }
-
-    /// The CPU shares the service's container starts with: [`CRITICAL_CPU_SHARES`] on the
-    /// critical path, else none (the engine's default).
-    pub fn cpu_shares(&self, service: &str) -> Option<i64> {
-        self.state
-            .lock()
-            .ok()
-            .filter(|s| s.critical.contains(service))
-            .map(|_| CRITICAL_CPU_SHARES)
     }
 
     /// The service's rank, for the log.
@@ -339,7 +259,8 @@ mod tests {
     }
 
     /// The default platform as the benchmark measured it here (bare time to ready, CPU
-    /// to ready / time): Trino is the long pole behind MinIO.
+    /// to ready / time), from when Trino still started after MinIO: the long pole behind
+    /// a dependency.
     fn platform() -> BTreeMap<String, StartCost> {
         [
             ("postgres", cost(1.4, 0.57, &[])),
@@ -368,62 +289,6 @@ mod tests {
         assert_eq!(ms("mlflow"), 3_400);
     }
 
-    fn named(costs: &[(&str, StartCost)]) -> BTreeMap<String, StartCost> {
-        costs
-            .iter()
-            .map(|(n, c)| (n.to_string(), c.clone()))
-            .collect()
-    }
-
-    #[rstest]
-    #[case::the_long_pole_and_what_it_waits_for(platform(), &["minio", "trino"])]
-    // PostgreSQL leads to MLflow (1.4 + 3.4 s), longer than MinIO's way there (0.8 + 3.4 s).
-    #[case::the_longer_dependency(named(&[
-        ("postgres", cost(1.4, 0.6, &[])),
-        ("minio", cost(0.8, 0.6, &[])),
-        ("mlflow", cost(3.4, 0.85, &["postgres", "minio"])),
-    ]), &["mlflow", "postgres"])]
-    // A diamond: both sides are as long, so both are on it.
-    #[case::ties_all_count(named(&[
-        ("a", cost(1.0, 0.5, &[])),
-        ("b", cost(2.0, 0.5, &["a"])),
-        ("c", cost(2.0, 0.5, &["a"])),
-        ("d", cost(1.0, 0.5, &["b", "c"])),
-        ("e", cost(3.0, 0.5, &[])),
-    ]), &["a", "b", "c", "d"])]
-    // A service alone outlasting every chain is the whole critical path.
-    #[case::one_long_start(named(&[
-        ("a", cost(1.0, 0.5, &[])),
-        ("b", cost(2.0, 0.5, &["a"])),
-        ("e", cost(5.0, 0.5, &[])),
-    ]), &["e"])]
-    // Nothing declares an expected start: nothing is weighed above the rest.
-    #[case::no_expectations(named(&[("a", cost(0.0, 0.0, &[])), ("b", cost(0.0, 0.0, &["a"]))]), &[])]
-    fn the_critical_path_is_the_longest_chain(
-        #[case] costs: BTreeMap<String, StartCost>,
-        #[case] expected: &[&str],
-    ) {
-        let critical: Vec<String> = critical_path(&costs).into_iter().collect();
-        assert_eq!(critical, expected);
-    }
-
-    #[test]
-    fn only_the_critical_path_starts_with_more_cpu_weight() {
-        let gate = StartGate::new(&platform(), 2.0);
-        let shares: Vec<_> = ["minio", "trino", "postgres", "kafka", "mlflow"]
-            .iter()
-            .map(|s| gate.cpu_shares(s))
-            .collect();
-        let heavy = Some(CRITICAL_CPU_SHARES);
-        assert_eq!(shares, [heavy, heavy, None, None, None]);
-        let open = StartGate::new(&platform(), f64::INFINITY);
-        assert_eq!(
-            open.cpu_shares("trino"),
-            None,
-            "the reference modes weigh no start above another"
-        );
-    }
-
     fn state(stages: &[(&str, Stage)], capacity: f64) -> GateState {
         let costs = platform();
         let ranks = ranks(&costs);
@@ -444,11 +309,7 @@ mod tests {
                 (n.clone(), entry)
             })
             .collect();
-        GateState {
-            capacity,
-            entries,
-            critical: BTreeSet::new(),
-        }
+        GateState { capacity, entries }
     }
 
     use Stage::*;
