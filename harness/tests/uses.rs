@@ -13,26 +13,13 @@ use platform_harness::spec::{Check, Spec};
 
 /// `pg` uses `side`; `side_tail` ends `side`'s table (its readiness, or a command).
 fn platform(side_tail: &str) -> String {
-    let postgres = |name: &str, tail: &str| {
-        format!(
-            r#"
-[services.{name}]
-image = "platform-kit/postgres:15"
-env = {{ POSTGRES_USER = "platform", POSTGRES_DB = "platform", POSTGRES_PASSWORD = "${{secret.pw}}" }}
-ports = {{ sql = 5432 }}
-tmpfs = ["/var/lib/postgresql/data"]
-startup_timeout = "60s"
-endpoint = {{ user = "platform", password = "${{secret.pw}}", database = "platform" }}
-{tail}
-"#
-        )
-    };
     let ready =
         r#"ready = [{ log = "database system is ready to accept connections", times = 2 }]"#;
+    let common = "tmpfs = [\"/var/lib/postgresql/data\"]\nstartup_timeout = \"60s\"";
     format!(
         "[secrets]\npw = {{ default = \"uses-test-9d2c\" }}\n{}{}",
-        postgres("pg", &format!("{ready}\nuses = [\"side\"]")),
-        postgres("side", side_tail)
+        common::postgres_service("pg", &format!("{common}\n{ready}\nuses = [\"side\"]")),
+        common::postgres_service("side", &format!("{common}\n{side_tail}"))
     )
 }
 

@@ -20,18 +20,29 @@ pub fn root() -> PathBuf {
 /// A platform of one kit PostgreSQL whose password is the secret `pw`, from `source` (a
 /// TOML table such as `{ default = "..." }` or `{ env = "VAR" }`).
 pub fn postgres_platform(source: &str) -> String {
+    let extra = format!("{POSTGRES_READY}\nstartup_timeout = \"60s\"");
+    format!(
+        "\n[secrets]\npw = {source}\n{}",
+        postgres_service("postgres", &extra)
+    )
+}
+
+/// The kit PostgreSQL's readiness: the second "ready" line (the first is initdb's
+/// local-only server).
+pub const POSTGRES_READY: &str =
+    r#"ready = [{ log = "database system is ready to accept connections", times = 2 }]"#;
+
+/// A kit PostgreSQL service table named `name`, its password the secret `pw`; `extra`
+/// adds its readiness and any other keys.
+pub fn postgres_service(name: &str, extra: &str) -> String {
     format!(
         r#"
-[secrets]
-pw = {source}
-
-[services.postgres]
+[services.{name}]
 image = "platform-kit/postgres:15"
 env = {{ POSTGRES_USER = "platform", POSTGRES_DB = "platform", POSTGRES_PASSWORD = "${{secret.pw}}" }}
 ports = {{ sql = 5432 }}
-ready = [{{ log = "database system is ready to accept connections", times = 2 }}]
-startup_timeout = "60s"
 endpoint = {{ user = "platform", password = "${{secret.pw}}", database = "platform" }}
+{extra}
 "#
     )
 }
@@ -40,18 +51,8 @@ endpoint = {{ user = "platform", password = "${{secret.pw}}", database = "platfo
 /// `pw` from the environment variable `var`; `memory` changes the spec (a limit).
 pub fn two_postgres_platform(var: &str, memory: &str) -> String {
     let svc = |name: &str| {
-        format!(
-            r#"
-[services.{name}]
-image = "platform-kit/postgres:15"
-env = {{ POSTGRES_USER = "platform", POSTGRES_DB = "platform", POSTGRES_PASSWORD = "${{secret.pw}}" }}
-ports = {{ sql = 5432 }}
-ready = [{{ log = "database system is ready to accept connections", times = 2 }}]
-startup_timeout = "90s"
-memory = "{memory}"
-endpoint = {{ user = "platform", password = "${{secret.pw}}", database = "platform" }}
-"#
-        )
+        let extra = format!("{POSTGRES_READY}\nstartup_timeout = \"90s\"\nmemory = \"{memory}\"");
+        postgres_service(name, &extra)
     };
     format!(
         "[secrets]\npw = {{ env = \"{var}\" }}\n{}{}",
