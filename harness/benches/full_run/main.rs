@@ -61,8 +61,11 @@ fn bench() -> Result<(), String> {
         .iter()
         .map(|(n, s)| (n.clone(), s.depends_on.clone()))
         .collect();
-    // Bare starts need their dependencies first; the harness starts what a service uses too.
-    let runs_with = platform.runs_with();
+    let uses: BTreeMap<String, Vec<String>> = platform
+        .services
+        .iter()
+        .map(|(n, s)| (n.clone(), s.uses.clone()))
+        .collect();
     let order = dependency_order(&services, &deps);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
@@ -98,7 +101,9 @@ fn bench() -> Result<(), String> {
     for s in &order {
         let (start, _) = rt.block_on(start_alone(
             platform,
-            &closure(s, &runs_with),
+            // The harness starts what a service uses beside it; bare starts need only its
+            // dependencies.
+            &closure(s, &platform.runs_with()),
             &secrets,
             std::slice::from_ref(s),
         ))?;
@@ -131,7 +136,7 @@ fn bench() -> Result<(), String> {
                 &report,
                 &bare_ready,
                 &deps,
-                &runs_with,
+                &uses,
                 &needs,
                 cpu::harness() - cpu_before,
                 cores,

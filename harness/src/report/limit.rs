@@ -27,15 +27,14 @@ impl Limit {
 }
 
 /// `bare`: each service's time to ready when started alone with `docker run`;
-/// `depends_on`: the platform's dependencies (ready before a service starts); `runs_with`:
-/// those and the services each uses (ready before its checks run, `PlatformSpec::runs_with`);
-/// `needs`: each check's id and the ids of the checks it waits for; `harness_cpu`: the
+/// `depends_on`: the platform's dependencies (ready before a service starts); `uses`: the
+/// services each uses (ready before its checks run, not before it starts); `needs`: each check's id and the ids of the checks it waits for; `harness_cpu`: the
 /// harness's own CPU time during the run (containers' CPU is in the report).
 pub fn physical_limit(
     report: &RunReport,
     bare: &BTreeMap<String, Duration>,
     depends_on: &BTreeMap<String, Vec<String>>,
-    runs_with: &BTreeMap<String, Vec<String>>,
+    uses: &BTreeMap<String, Vec<String>>,
     needs: &BTreeMap<String, Vec<String>>,
     harness_cpu: Duration,
     cores: f64,
@@ -45,11 +44,19 @@ pub fn physical_limit(
         chain_of(service, bare, depends_on, &mut ready);
     }
     let mut critical_path = ready.values().copied().max().unwrap_or_default();
-    // A service's checks start once it and everything it runs with are ready.
+    // A service's checks start once it and everything it runs with (its dependencies and
+    // what it uses, theirs too) are ready.
+    let mut runs_with = depends_on.clone();
+    for (service, used) in uses {
+        runs_with
+            .entry(service.clone())
+            .or_default()
+            .extend(used.iter().cloned());
+    }
     let usable: BTreeMap<String, Duration> = ready
         .keys()
         .map(|s| {
-            let beside = crate::spec::graph::closure([s.as_str()], runs_with);
+            let beside = crate::spec::graph::closure([s.as_str()], &runs_with);
             let at = beside.iter().filter_map(|b| ready.get(b)).max();
             (s.clone(), at.copied().unwrap_or_default())
         })
@@ -248,7 +255,15 @@ mod tests {
             ],
             &[("trino", 20.0)],
         );
-        let limit = physical_limit(&r, &bare, &deps, &deps, &BTreeMap::new(), secs(1.0), 2.0);
+        let limit = physical_limit(
+            &r,
+            &bare,
+            &deps,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            secs(1.0),
+            2.0,
+        );
         assert_eq!(limit.critical_path, secs(2.0 + 12.0 + 3.0));
         assert_eq!(
             limit.critical_check,
@@ -264,25 +279,32 @@ mod tests {
             vec![check("q", "postgres", 1.0)],
             &[("trino", 40.0), ("minio", 3.0)],
         );
-        let limit = physical_limit(&r, &bare, &deps, &deps, &BTreeMap::new(), secs(5.0), 2.0);
+        let limit = physical_limit(
+            &r,
+            &bare,
+            &deps,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            secs(5.0),
+            2.0,
+        );
         assert_eq!(limit.cpu, secs(48.0));
         assert_eq!(limit.value(), secs(24.0));
     }
 
     #[test]
     fn a_used_service_holds_the_checks_not_the_start() {
-        let (bare, _) = platform();
+        let (mut bare, _) = platform();
         let depends_on = BTreeMap::new();
         // Trino uses MinIO, here slower than Trino: started together, its check waits for both.
-        let mut bare = bare;
         bare.insert("minio".into(), secs(15.0));
-        let runs_with = [("trino".to_string(), vec!["minio".to_string()])].into();
+        let uses = [("trino".to_string(), vec!["minio".to_string()])].into();
         let r = report(vec![check("lake", "trino", 3.0)], &[]);
         let limit = physical_limit(
             &r,
             &bare,
             &depends_on,
-            &runs_with,
+            &uses,
             &BTreeMap::new(),
             secs(0.0),
             2.0,
@@ -315,14 +337,22 @@ mod tests {
             ],
             &[],
         );
-        let limit = physical_limit(&r, &bare, &deps, &deps, &BTreeMap::new(), secs(0.0), 2.0);
+        let limit = physical_limit(
+            &r,
+            &bare,
+            &deps,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            secs(0.0),
+            2.0,
+        );
         assert_eq!(
             limit.critical_path,
             secs(17.0),
             "unlinked: trino's 14 s + 3 s"
         );
         let linked = needs(&[("consume", "produce"), ("lake", "consume")]);
-        let limit = physical_limit(&r, &bare, &deps, &deps, &linked, secs(0.0), 2.0);
+        let limit = physical_limit(&r, &bare, &deps, &BTreeMap::new(), &linked, secs(0.0), 2.0);
         assert_eq!(limit.critical_path, secs(4.0 + 2.0 + 10.0 + 3.0));
         assert_eq!(
             limit.critical_check,

@@ -98,23 +98,20 @@ pub async fn start_in(
     Ok((endpoints, ready_in, ready_at))
 }
 
+/// `needed` and everything it runs with (dependencies and used services start in the
+/// same waves; every check waits for all of them).
 fn with_dependencies(
     spec: &PlatformSpec,
     needed: &BTreeSet<String>,
 ) -> Result<BTreeSet<String>, String> {
-    let mut all = BTreeSet::new();
-    let mut todo: Vec<String> = needed.iter().cloned().collect();
-    while let Some(s) = todo.pop() {
-        let svc = spec
-            .services
-            .get(&s)
-            .ok_or_else(|| format!("service `{s}` is not in {}", spec.file.display()))?;
-        if all.insert(s) {
-            // What it uses starts in the same waves; every check waits for all of them.
-            todo.extend(svc.depends_on.iter().chain(&svc.uses).cloned());
-        }
+    // The spec loader checked the names its services refer to; only the selection can miss.
+    if let Some(s) = needed.iter().find(|s| !spec.services.contains_key(*s)) {
+        return Err(format!("service `{s}` is not in {}", spec.file.display()));
     }
-    Ok(all)
+    Ok(crate::spec::graph::closure(
+        needed.iter().map(String::as_str),
+        &spec.runs_with(),
+    ))
 }
 
 async fn start_one(
@@ -306,4 +303,28 @@ async fn http_ready(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Err(format!("not ready: {last}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_selection_starts_what_it_depends_on_and_uses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/platform.toml");
+        let spec = PlatformSpec::load(&root).unwrap();
+        let of = |names: &[&str]| -> Result<Vec<String>, String> {
+            let needed = names.iter().map(|n| n.to_string()).collect();
+            with_dependencies(&spec, &needed).map(|all| all.into_iter().collect())
+        };
+        assert_eq!(
+            of(&["trino"]).unwrap(),
+            ["minio", "trino"],
+            "trino uses minio"
+        );
+        assert_eq!(of(&["mlflow"]).unwrap(), ["minio", "mlflow", "postgres"]);
+        let err = of(&["nope"]).unwrap_err();
+        assert!(err.starts_with("service `nope` is not in"), "{err}");
+    }
 }
