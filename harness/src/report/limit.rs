@@ -255,15 +255,7 @@ mod tests {
             ],
             &[("trino", 20.0)],
         );
-        let limit = physical_limit(
-            &r,
-            &bare,
-            &deps,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            secs(1.0),
-            2.0,
-        );
+        let limit = without_uses(&r, &bare, &deps, &BTreeMap::new(), secs(1.0));
         assert_eq!(limit.critical_path, secs(2.0 + 12.0 + 3.0));
         assert_eq!(
             limit.critical_check,
@@ -279,17 +271,20 @@ mod tests {
             vec![check("q", "postgres", 1.0)],
             &[("trino", 40.0), ("minio", 3.0)],
         );
-        let limit = physical_limit(
-            &r,
-            &bare,
-            &deps,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            secs(5.0),
-            2.0,
-        );
+        let limit = without_uses(&r, &bare, &deps, &BTreeMap::new(), secs(5.0));
         assert_eq!(limit.cpu, secs(48.0));
         assert_eq!(limit.value(), secs(24.0));
+    }
+
+    /// The limit of a platform where no service uses another, on 2 cores.
+    fn without_uses(
+        r: &RunReport,
+        bare: &BTreeMap<String, Duration>,
+        deps: &BTreeMap<String, Vec<String>>,
+        needs: &BTreeMap<String, Vec<String>>,
+        harness_cpu: Duration,
+    ) -> Limit {
+        physical_limit(r, bare, deps, &BTreeMap::new(), needs, harness_cpu, 2.0)
     }
 
     #[test]
@@ -337,22 +332,14 @@ mod tests {
             ],
             &[],
         );
-        let limit = physical_limit(
-            &r,
-            &bare,
-            &deps,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            secs(0.0),
-            2.0,
-        );
+        let limit = without_uses(&r, &bare, &deps, &BTreeMap::new(), secs(0.0));
         assert_eq!(
             limit.critical_path,
             secs(17.0),
             "unlinked: trino's 14 s + 3 s"
         );
         let linked = needs(&[("consume", "produce"), ("lake", "consume")]);
-        let limit = physical_limit(&r, &bare, &deps, &BTreeMap::new(), &linked, secs(0.0), 2.0);
+        let limit = without_uses(&r, &bare, &deps, &linked, secs(0.0));
         assert_eq!(limit.critical_path, secs(4.0 + 2.0 + 10.0 + 3.0));
         assert_eq!(
             limit.critical_check,
