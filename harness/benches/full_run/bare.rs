@@ -4,7 +4,7 @@
 //! host every 100 ms. No testcontainers, no scheduler: what any hand-written script could do.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use platform_harness::platform::docker;
@@ -78,14 +78,7 @@ impl BareRun {
 
         let started = Instant::now();
         let id = docker_cli(&create)?;
-        for (n, (to, _)) in staged.files.iter().enumerate() {
-            let from = staged.dir.path().join(n.to_string());
-            docker_cli(&[
-                "cp".into(),
-                from.display().to_string(),
-                format!("{id}:{to}"),
-            ])?;
-        }
+        staged.copy_into(&id)?;
         docker_cli(&["start".into(), id.clone()])?;
 
         let mut host_ports = BTreeMap::new();
@@ -151,10 +144,10 @@ impl Drop for BareRun {
     }
 }
 
-/// Files a service gets copied in (rendered as the harness renders them), each written to
-/// a scratch directory as `<n>` for `docker cp`.
+/// Files a service gets copied in (rendered as the harness renders them), written below a
+/// scratch directory at their paths in the container.
 struct Staged {
-    files: Vec<(String, Vec<u8>)>,
+    files: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -164,11 +157,53 @@ fn stage_copies(
     secrets: &Secrets,
 ) -> Result<Staged, String> {
     let dir = scratch_dir()?;
-    let files = render::copies(spec.base_dir(), &svc.copy, secrets)?;
-    for (n, (_, data)) in files.iter().enumerate() {
-        std::fs::write(dir.path().join(n.to_string()), data).map_err(|e| e.to_string())?;
+    let mut files = Vec::new();
+    for (to, data) in render::copies(spec.base_dir(), &svc.copy, secrets)? {
+        let rel = to.trim_start_matches('/').to_string();
+        let path = dir.path().join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&path, data).map_err(|e| e.to_string())?;
+        files.push(rel);
     }
     Ok(Staged { files, dir })
+}
+
+impl Staged {
+    /// One `docker cp -` of a tar that holds the files and no directory entries: the
+    /// engine makes the directories a file needs (`docker cp FILE` refuses a path whose
+    /// directory the image lacks, as Spark's jobs/) and leaves existing ones as they are.
+    fn copy_into(&self, id: &str) -> Result<(), String> {
+        if self.files.is_empty() {
+            return Ok(());
+        }
+        let mut tar = Command::new("tar")
+            .arg("-C")
+            .arg(self.dir.path())
+            .args(["--no-recursion", "-cf", "-"])
+            .args(&self.files)
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("tar: {e}"))?;
+        let stdout = tar.stdout.take().ok_or("tar: no output")?;
+        let cp = Command::new("docker")
+            .args(["cp", "-", &format!("{id}:/")])
+            .stdin(stdout)
+            .output()
+            .map_err(|e| format!("docker cp: {e}"))?;
+        let tarred = tar.wait().map_err(|e| format!("tar: {e}"))?;
+        if !cp.status.success() {
+            return Err(format!(
+                "docker cp: {}",
+                String::from_utf8_lossy(&cp.stderr).trim()
+            ));
+        }
+        if !tarred.success() {
+            return Err(format!("tar of {} failed: {tarred}", self.files.join(", ")));
+        }
+        Ok(())
+    }
 }
 
 /// A scratch directory removed when dropped.
