@@ -1,6 +1,7 @@
 //! The Hive Metastore of the `lakehouse` platform, broken three ways: its database password
 //! wrong (the schema step fails, the service never gets ready, and the error carries
-//! PostgreSQL's refusal), its warehouse bucket missing (the metastore starts, and the step
+//! PostgreSQL's refusal; Trino, which uses it, starts, and its lake check errors naming the
+//! metastore), its warehouse bucket missing (the metastore starts, and the step
 //! that makes it create a directory there fails naming the path in that bucket), and the
 //! metastore killed mid-suite (the next Trino step fails naming it, within a bound). Needs
 //! Docker and the kit's postgres, minio, hive-metastore and trino images.
@@ -83,12 +84,18 @@ fn everything_said(record: &CheckRecord) -> String {
     text
 }
 
-const PING: &str = r#"
+const PING_AND_LAKE: &str = r#"
 [[check]]
 name = "ping"
 service = "hive-metastore"
 [[check.step]]
 exec = { cmd = ["hms-ping"], timeout = "30s" }
+
+[[check]]
+name = "lake"
+service = "trino"
+[[check.step]]
+trino.query.sql = "SHOW SCHEMAS FROM lake"
 "#;
 
 #[test]
@@ -96,7 +103,7 @@ fn a_wrong_database_password_keeps_the_metastore_from_ready_with_postgres_cause(
     let mut platform = platform();
     set_metastore_env(&mut platform, "METASTORE_DB_PASSWORD", WRONG_PASSWORD);
     let started = std::time::Instant::now();
-    let records = run(platform, PING, |_, _| {});
+    let records = run(platform, PING_AND_LAKE, |_, _| {});
     // The schema step fails at once: well before the 90 s startup timeout.
     assert!(started.elapsed() < Duration::from_secs(150), "bounded");
     let record = &records["ping"];
@@ -118,6 +125,32 @@ fn a_wrong_database_password_keeps_the_metastore_from_ready_with_postgres_cause(
         "PostgreSQL's refusal, as the metastore's schema step got it: {said}"
     );
     assert!(!said.contains(WRONG_PASSWORD), "no password in the report");
+
+    // Trino uses the metastore without waiting for it to start: its lake check errors on
+    // the metastore's failure, named as such, not on a Trino that never got ready.
+    let lake = &records["lake"];
+    eprintln!("lake: {:?}", lake.outcome);
+    let Outcome::Errored(msg) = &lake.outcome else {
+        panic!(
+            "a lake query without a metastore is an error: {:?}",
+            lake.outcome
+        );
+    };
+    assert!(
+        msg.contains(
+            "service `hive-metastore` (used by `trino`: its checks cannot run without it)"
+        ),
+        "names the metastore as what Trino's check lacks: {msg}"
+    );
+    assert!(
+        msg.contains("stopped before it was ready"),
+        "says why: {msg}"
+    );
+    assert!(
+        everything_said(lake).contains("password authentication failed"),
+        "with the metastore's log: {}",
+        everything_said(lake)
+    );
 }
 
 const BUCKET_AND_KILL: &str = r#"
