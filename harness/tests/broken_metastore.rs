@@ -84,6 +84,15 @@ fn everything_said(record: &CheckRecord) -> String {
     text
 }
 
+/// The message of a check that must have errored; `what` says what it was in the panic.
+fn errored<'a>(record: &'a CheckRecord, what: &str) -> &'a str {
+    eprintln!("{}: {:?}", record.name, record.outcome);
+    match &record.outcome {
+        Outcome::Errored(msg) => msg,
+        other => panic!("{what} is an error: {other:?}"),
+    }
+}
+
 const PING_AND_LAKE: &str = r#"
 [[check]]
 name = "ping"
@@ -107,13 +116,7 @@ fn a_wrong_database_password_keeps_the_metastore_from_ready_with_postgres_cause(
     // The schema step fails at once: well before the 90 s startup timeout.
     assert!(started.elapsed() < Duration::from_secs(150), "bounded");
     let record = &records["ping"];
-    eprintln!("ping: {:?}", record.outcome);
-    let Outcome::Errored(msg) = &record.outcome else {
-        panic!(
-            "a metastore that cannot start is an error: {:?}",
-            record.outcome
-        );
-    };
+    let msg = errored(record, "a metastore that cannot start");
     assert!(msg.contains("hive-metastore"), "names the service: {msg}");
     assert!(
         msg.contains("stopped before it was ready"),
@@ -129,13 +132,7 @@ fn a_wrong_database_password_keeps_the_metastore_from_ready_with_postgres_cause(
     // Trino uses the metastore without waiting for it to start: its lake check errors on
     // the metastore's failure, named as such, not on a Trino that never got ready.
     let lake = &records["lake"];
-    eprintln!("lake: {:?}", lake.outcome);
-    let Outcome::Errored(msg) = &lake.outcome else {
-        panic!(
-            "a lake query without a metastore is an error: {:?}",
-            lake.outcome
-        );
-    };
+    let msg = errored(lake, "a lake query without a metastore");
     assert!(
         msg.contains(
             "service `hive-metastore` (used by `trino`: its checks cannot run without it)"
