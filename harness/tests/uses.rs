@@ -13,12 +13,13 @@ use platform_harness::spec::{Check, Spec};
 
 /// `pg` uses `side`; `side_tail` ends `side`'s table (its readiness, or a command).
 fn platform(side_tail: &str) -> String {
-    let ready =
-        r#"ready = [{ log = "database system is ready to accept connections", times = 2 }]"#;
     let common = "tmpfs = [\"/var/lib/postgresql/data\"]\nstartup_timeout = \"60s\"";
     format!(
         "[secrets]\npw = {{ default = \"uses-test-9d2c\" }}\n{}{}",
-        common::postgres_service("pg", &format!("{common}\n{ready}\nuses = [\"side\"]")),
+        common::postgres_service(
+            "pg",
+            &format!("{common}\n{}\nuses = [\"side\"]", common::POSTGRES_READY)
+        ),
         common::postgres_service("side", &format!("{common}\n{side_tail}"))
     )
 }

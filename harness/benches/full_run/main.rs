@@ -67,6 +67,8 @@ fn bench() -> Result<(), String> {
         .iter()
         .map(|(n, s)| (n.clone(), s.uses.clone()))
         .collect();
+    // Bare starts need only a service's dependencies; the harness starts what it uses too.
+    let runs_with = platform.runs_with();
     let order = dependency_order(&services, &deps);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
@@ -118,9 +120,7 @@ fn bench() -> Result<(), String> {
     for s in &order {
         let (start, _) = rt.block_on(start_alone(
             platform,
-            // The harness starts what a service uses beside it; bare starts need only its
-            // dependencies.
-            &closure(s, &platform.runs_with()),
+            &closure(s, &runs_with),
             &secrets,
             std::slice::from_ref(s),
         ))?;

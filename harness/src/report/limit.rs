@@ -28,8 +28,9 @@ impl Limit {
 
 /// `bare`: each service's time to ready when started alone with `docker run`;
 /// `depends_on`: the platform's dependencies (ready before a service starts); `uses`: the
-/// services each uses (ready before its checks run, not before it starts); `needs`: each check's id and the ids of the checks it waits for; `harness_cpu`: the
-/// harness's own CPU time during the run (containers' CPU is in the report).
+/// services each uses (ready before its checks run, not before it starts); `needs`: each
+/// check's id and the ids of the checks it waits for; `harness_cpu`: the harness's own CPU
+/// time during the run (containers' CPU is in the report).
 pub fn physical_limit(
     report: &RunReport,
     bare: &BTreeMap<String, Duration>,
