@@ -531,7 +531,7 @@ impl StartJob {
         let timeout = self.svc.startup_timeout;
         let held_back = if waited >= Duration::from_millis(100) {
             format!(
-                ", after {:.1} s leaving the cores to starts ranked above it",
+                ", after {:.1} s waiting for cores (starts running or ranked above it)",
                 waited.as_secs_f64()
             )
         } else {
