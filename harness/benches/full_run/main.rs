@@ -4,11 +4,10 @@
 //! 1. bare: each image started alone with the docker CLI, readiness polled at 100 ms (the
 //!    median of `BENCH_ROUNDS` starts);
 //! 2. harness alone: the harness starting that service (and its dependencies) only;
-//! 3. the full run of the selected checks, with services started by the scheduler (ranked
-//!    by the checks' times of earlier runs, and `by starts`: by the start times alone), all
-//!    at once (`parallel`, the former default) and one at a time (`serial`);
-//!    `BENCH_ROUNDS=N` runs the modes N times in turn (default 1) and the summary takes each
-//!    mode's median, so a difference between modes is not one noisy run's;
+//! 3. the full run of the selected checks, with services started by the scheduler, all at
+//!    once (`parallel`, the former default) and one at a time (`serial`); `BENCH_ROUNDS=N` runs
+//!    the modes N times in turn (default 1) and the summary takes each mode's median, so a
+//!    difference between modes is not one noisy run's;
 //! 4. the start alone (no checks): the harness against Docker Compose with 1 s
 //!    healthchecks (`compose.yml`), for the default platform.
 //!
@@ -28,24 +27,12 @@ use platform_harness::platform::containers::ContainerPlatform;
 use platform_harness::platform::{cpu, ServiceStart};
 use platform_harness::report::limit::{longest_needs_chain, physical_limit, Limit};
 use platform_harness::report::RunReport;
-use platform_harness::run::check_times::{self, CheckTimes};
 use platform_harness::run::{Paths, Session};
 use platform_harness::secrets::Secrets;
 use platform_harness::spec::Spec;
 
 const CONCURRENCY: usize = 4;
-
-/// The full run's modes: a label, how services start (`PLATFORM_START`), and whether the
-/// run reads and keeps the checks' times (`run::check_times`, the file `cargo test --test
-/// platform` keeps). `by starts` gets an empty file of its own, so the scheduler ranks by
-/// the starts alone; it runs first, and the parallel and serial runs (which rank nothing)
-/// teach `scheduled` the times when no earlier run did.
-const MODES: [(&str, &str, bool); 4] = [
-    ("by starts", "scheduled", false),
-    ("parallel", "parallel", true),
-    ("serial", "serial", true),
-    ("scheduled", "scheduled", true),
-];
+const MODES: [&str; 3] = ["scheduled", "parallel", "serial"];
 
 fn main() {
     if let Err(e) = bench() {
@@ -151,37 +138,14 @@ fn bench() -> Result<(), String> {
         bare.iter().map(|(s, (t, _))| (s.clone(), *t)).collect();
     let needs: BTreeMap<String, Vec<String>> =
         checks.iter().map(|c| (c.id(), c.needed_ids())).collect();
-    let times = check_times::file_for(&root(), &paths.platform);
-    let known = times
-        .as_deref()
-        .and_then(|f| CheckTimes::load(f).ok())
-        .unwrap_or_default();
-    println!(
-        "\ncheck times of earlier runs ({}): {} of {} checks",
-        times
-            .as_deref()
-            .map_or("none: PLATFORM_CHECK_TIMES is empty".into(), |f| f
-                .display()
-                .to_string()),
-        selected.iter().filter(|id| known.get(id).is_some()).count(),
-        selected.len()
-    );
-    let unknown = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut runs: BTreeMap<&str, Vec<(RunReport, Limit)>> = BTreeMap::new();
     // In turn rather than mode after mode: a machine's drift over the bench spreads evenly.
     for round in 1..=rounds {
-        for (mode, start, learned) in MODES {
-            std::env::set_var("PLATFORM_START", start);
-            let fresh = unknown.path().join(format!("round-{round}.json"));
-            let times = if learned {
-                times.as_deref()
-            } else {
-                Some(fresh.as_path())
-            };
+        for mode in MODES {
+            std::env::set_var("PLATFORM_START", mode);
             let cpu_before = cpu::harness();
             let session = Arc::new(
-                Session::start_on(&spec, &checks, &selected, None, None, times)
-                    .map_err(|e| e.to_string())?,
+                Session::start(&spec, &checks, &selected, None).map_err(|e| e.to_string())?,
             );
             let report = session.run_concurrently(&checks, CONCURRENCY, None);
             let limit = physical_limit(
@@ -194,7 +158,7 @@ fn bench() -> Result<(), String> {
                 cores,
             );
             println!(
-                "\n== full run, {mode} (round {round} of {rounds}): {} checks ==",
+                "\n== full run, {mode} start (round {round} of {rounds}): {} checks ==",
                 report.checks.len()
             );
             print_run(&report, &limit);
@@ -270,7 +234,7 @@ fn bench() -> Result<(), String> {
         Some(s.ready_in?.as_secs_f64())
     };
     println!("\n== full runs by mode, {rounds} round(s), median (each round) ==");
-    for (mode, _, _) in MODES {
+    for mode in MODES {
         let ((w, ws), (x, _), (p, ps)) = (
             of_mode(mode, &wall_of),
             of_mode(mode, &to_limit),
@@ -285,8 +249,7 @@ fn bench() -> Result<(), String> {
     let wall = |m: &str| of_mode(m, &wall_of).0;
     println!(
         "\nwall {:.1} s = {:.2}x limit {:.1} s (critical path {:.1} s, CPU {:.0} s / {} cores); \
-         scheduled saves {:.0} % vs serial ({:.1} s), {:.0} % vs parallel ({:.1} s), \
-         {:.0} % vs ranking by starts alone ({:.1} s){start_only}",
+         scheduled saves {:.0} % vs serial ({:.1} s), {:.0} % vs parallel ({:.1} s){start_only}",
         wall("scheduled"),
         of_mode("scheduled", &to_limit).0,
         of_mode("scheduled", &|_, l| Some(l.value().as_secs_f64())).0,
@@ -297,8 +260,6 @@ fn bench() -> Result<(), String> {
         wall("serial"),
         100.0 * (1.0 - wall("scheduled") / wall("parallel")),
         wall("parallel"),
-        100.0 * (1.0 - wall("scheduled") / wall("by starts")),
-        wall("by starts"),
     );
     println!("{warm}");
     Ok(())
@@ -370,7 +331,7 @@ fn warm_runs(
             .unwrap_or_default();
         let t = Instant::now();
         let session = Arc::new(
-            Session::start_on(spec, checks, chosen, None, found.as_ref(), None)
+            Session::start_on(spec, checks, chosen, None, found.as_ref())
                 .map_err(|e| e.to_string())?,
         );
         let report = session.run_concurrently(checks, CONCURRENCY, None);

@@ -88,19 +88,17 @@ impl ContainerPlatform {
         secrets: &Secrets,
         run_id: &str,
     ) -> Result<Self, StartError> {
-        Self::start_attached(spec, services, secrets, run_id, None, &BTreeMap::new()).await
+        Self::start_attached(spec, services, secrets, run_id, None).await
     }
 
     /// As `start`, but the services `attached` already runs are taken as ready, and the
-    /// others start on its network. `checks_after`: each service's longest chain of checks
-    /// expected once it is ready (`run::check_times`), which the start scheduler ranks by.
+    /// others start on its network.
     pub async fn start_attached(
         spec: &PlatformSpec,
         services: &BTreeSet<String>,
         secrets: &Secrets,
         run_id: &str,
         attached: Option<Attached>,
-        checks_after: &BTreeMap<String, Duration>,
     ) -> Result<Self, StartError> {
         let docker = docker::connect().map_err(StartError::EngineUnreachable)?;
         let engine = |what: &str| StartError::EngineTimeout {
@@ -154,7 +152,7 @@ impl ContainerPlatform {
         let mode = StartMode::from_env()?;
         let serial = mode == StartMode::Serial;
         // Only what starts here competes for the cores; attached services are ready.
-        let gate = start_gate(spec, &to_start, checks_after, mode)?;
+        let gate = start_gate(spec, &to_start, mode)?;
         let platform_started = Instant::now();
         // Dependencies first, so each service can hold its dependencies' futures.
         for name in start_order(spec, services) {
@@ -354,7 +352,6 @@ fn set_timing(
 fn start_gate(
     spec: &PlatformSpec,
     services: &BTreeSet<String>,
-    checks_after: &BTreeMap<String, Duration>,
     mode: StartMode,
 ) -> Result<StartGate, StartError> {
     let costs = services
@@ -365,7 +362,6 @@ fn start_gate(
                 expected: svc.expected_ready,
                 cores: svc.start_cores,
                 depends_on: svc.depends_on.clone(),
-                then: checks_after.get(name).copied().unwrap_or_default(),
             };
             (name.clone(), cost)
         })

@@ -1,12 +1,10 @@
 //! When each service may start. On two cores, JVMs and Python servers that start together
 //! slow each other down, and the slowest service (the one the run waits for) suffers most.
-//! So services are ranked by the longest chain of expected work that runs through them (the
-//! critical path: starts linked by `depends_on`, then the checks that wait for a service,
-//! linked by `needs`, as long as they took in earlier runs), and a start waits while it,
-//! beside the starts running and those ranked above it that are yet to start, would
-//! overcommit the machine's cores by more than a little CPU time. Short, light starts go at
-//! once: holding them back saves nothing; a JVM whose start keeps one core busy for ten
-//! seconds waits its turn.
+//! So services are ranked by the longest chain of expected start times that runs through
+//! them (the critical path), and a start waits while it, beside the starts running and
+//! those ranked above it that are yet to start, would overcommit the machine's cores by
+//! more than a little CPU time. Short, light starts go at once: holding them back saves
+//! nothing; a JVM whose start keeps one core busy for ten seconds waits its turn.
 //!
 //! The rule is written here rather than taken from a crate: it is a small list scheduler
 //! over a dependency graph, and the crates for that (job schedulers, async semaphores) have
@@ -31,13 +29,10 @@ pub struct StartCost {
     /// How many cores its start keeps busy on average (CPU time / time to ready).
     pub cores: f64,
     pub depends_on: Vec<String>,
-    /// The longest chain of checks expected to run once it is ready (zero when unknown):
-    /// a service whose checks hold the run's end ranks above one that only starts slowly.
-    pub then: Duration,
 }
 
-/// Each service's rank: its own expected start plus the longer of the chain of dependents'
-/// ranks and the chain of checks after it. Services with a higher rank are started first.
+/// Each service's rank: its own expected start plus the longest chain of dependents'
+/// expected starts after it. Services with a higher rank are started first.
 pub fn ranks(costs: &BTreeMap<String, StartCost>) -> BTreeMap<String, Duration> {
     fn rank_of(
         name: &str,
@@ -52,17 +47,13 @@ pub fn ranks(costs: &BTreeMap<String, StartCost>) -> BTreeMap<String, Duration> 
         if !visiting.insert(name.to_string()) {
             return Duration::ZERO;
         }
-        let dependents = costs
+        let after = costs
             .iter()
             .filter(|(_, c)| c.depends_on.iter().any(|d| d == name))
             .map(|(dependent, _)| rank_of(dependent, costs, done, visiting))
             .max()
             .unwrap_or_default();
-        let (own, then) = costs
-            .get(name)
-            .map(|c| (c.expected, c.then))
-            .unwrap_or_default();
-        let after = dependents.max(then);
+        let own = costs.get(name).map(|c| c.expected).unwrap_or_default();
         done.insert(name.to_string(), own + after);
         own + after
     }
@@ -110,7 +101,7 @@ impl GateState {
             .sum()
     }
 
-    /// Whether `name` (queued) may start now: the cores it would add beyond the free ones
+    /// Whether `name` (queued) may start now: the cores it would use beyond the free ones
     /// (counting those in use and those reserved for the services ranked above it that
     /// have not started, queued or waiting for their dependencies), times how long they
     /// overlap, stay within [`OVERCOMMIT`]; or nothing is starting and nothing is ranked
@@ -134,10 +125,7 @@ impl GateState {
             .map(|(_, e)| e.cores)
             .sum();
         let in_use = self.in_use();
-        // What this start adds: cores the others already overcommit are not its doing, and
-        // counting them held light starts back behind a heavy one that waited for cores
-        // (MinIO's 1 s start waited 10.9 s on cdc-lakehouse).
-        let excess = (in_use + reserved + me.cores - self.capacity).clamp(0.0, me.cores);
+        let excess = (in_use + reserved + me.cores - self.capacity).max(0.0);
         let running_for = self
             .entries
             .values()
@@ -282,7 +270,6 @@ mod tests {
             expected: Duration::from_secs_f64(expected_s),
             cores,
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            then: Duration::ZERO,
         }
     }
 
@@ -315,23 +302,6 @@ mod tests {
         assert_eq!(ms("postgres"), 1_400 + 3_400);
         assert_eq!(ms("kafka"), 2_100);
         assert_eq!(ms("mlflow"), 3_400);
-    }
-
-    #[test]
-    fn a_long_chain_of_checks_outranks_a_long_start() {
-        // Kafka starts fast, but the checks that wait for it (a connector, then the rows it
-        // lands) take longer than Trino's start and its own checks.
-        let mut costs = platform();
-        costs.get_mut("kafka").unwrap().then = Duration::from_secs(15);
-        costs.get_mut("trino").unwrap().then = Duration::from_secs(2);
-        let r = ranks(&costs);
-        assert_eq!(r["kafka"].as_millis(), 2_100 + 15_000);
-        assert_eq!(r["trino"].as_millis(), 12_000 + 2_000);
-        assert!(r["kafka"] > r["minio"], "minio's chain is trino's: 14.8 s");
-        // A dependency's chain of checks counts for what depends on it.
-        costs.get_mut("mlflow").unwrap().then = Duration::from_secs(20);
-        let r = ranks(&costs);
-        assert_eq!(r["postgres"].as_millis(), 1_400 + 3_400 + 20_000);
     }
 
     fn state(stages: &[(&str, Stage)], capacity: f64) -> GateState {
@@ -380,9 +350,6 @@ mod tests {
     #[case::critical_path_beside_short_starts(&[("minio", Admitted), ("postgres", Admitted), ("trino", Queued)], "trino", 1.8, true)]
     // The same excess for as long as a long start runs beside it is too much.
     #[case::not_beside_a_long_start(&[("minio", Done), ("postgres", Done), ("trino", Admitted), ("mlflow", Queued)], "mlflow", 1.4, false)]
-    // Trino and Kafka overcommit the cores already: PostgreSQL adds 0.57 cores for 1.4 s
-    // (0.8 CPU-s), and goes.
-    #[case::a_light_start_goes_beside_an_overcommit(&[("minio", Done), ("trino", Admitted), ("kafka", Admitted), ("postgres", Queued)], "postgres", 1.8, true)]
     // Heavier than the machine and alone: it still starts.
     #[case::progress_when_idle(&[("minio", Done), ("postgres", Done), ("trino", Queued)], "trino", 0.5, true)]
     fn admits_by_rank_and_cores(

@@ -1,7 +1,6 @@
 //! One run: load the specs, select what the filters leave, start those services, run each
 //! check (as a libtest trial or as a task), tear everything down, write the reports.
 
-pub mod check_times;
 mod error;
 mod filters;
 pub mod interrupt;
@@ -170,14 +169,12 @@ fn run_filtered(
         BTreeSet::new()
     };
     let all: BTreeSet<String> = selected.union(&pulled).cloned().collect();
-    let times = check_times::file_for(Path::new(""), &paths.platform);
     let started = Session::start_on(
         &spec,
         &checks,
         &all,
         paths.endpoints.as_deref(),
         up.as_ref(),
-        times.as_deref(),
     );
     match started {
         Ok(mut session) => {

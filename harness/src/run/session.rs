@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Failed, Trial};
 use tokio::sync::watch;
 
-use super::check_times::CheckTimes;
 use super::slots::{needs_of, Slot, Slots};
 use super::{interrupt, RunError};
 use crate::checks::{run_check_with, CheckRun, Outcome, Vars};
@@ -55,8 +54,6 @@ pub struct Session {
     /// Checks no trial runs that selected ones need (`pull`): run once, by the first
     /// check that waits for them.
     pulled: BTreeMap<String, (Arc<Check>, tokio::sync::OnceCell<()>)>,
-    /// Where this run's check times go, and the times known before it.
-    keep_times: Option<(PathBuf, CheckTimes)>,
 }
 
 /// Most threads libtest gets for waiting trials (`trial_threads`): a bound on a run of
@@ -92,22 +89,18 @@ impl Session {
         selected: &BTreeSet<String>,
         endpoints: Option<&Path>,
     ) -> Result<Self, RunError> {
-        Self::start_on(spec, checks, selected, endpoints, None, None)
+        Self::start_on(spec, checks, selected, endpoints, None)
     }
 
     /// As `start`; with `up` (a state file and its state), the run attaches to that `up`
     /// platform and starts only the services it lacks, on its network. A spec that changed
     /// since `up`, or an `up` service that is gone, is an error before anything starts.
-    /// With `check_times` (`check_times::file_for`), the start scheduler ranks services by
-    /// the checks' times of earlier runs, and a run that starts its own platform keeps this
-    /// run's times there.
     pub fn start_on(
         spec: &Spec,
         checks: &[Arc<Check>],
         selected: &BTreeSet<String>,
         endpoints: Option<&Path>,
         up: Option<&(PathBuf, UpState)>,
-        check_times: Option<&Path>,
     ) -> Result<Self, RunError> {
         // Idempotent; here for callers that drive a session without an entry point.
         crate::report::log::init();
@@ -148,17 +141,12 @@ impl Session {
             .build()
             .map_err(RunError::Runtime)?;
         let run_id = crate::kinds::unique_id(10);
-        let chosen: Vec<&Check> = checks
-            .iter()
-            .filter(|c| selected.contains(&c.id()))
-            .map(|c| c.as_ref())
-            .collect();
-        let needed = spec.services_for(chosen.iter().copied());
-        // Times only mean something for containers this machine starts.
-        let check_times =
-            check_times.filter(|_| external.is_none() && backend == Backend::Containers);
-        let learned = check_times.map(load_check_times).unwrap_or_default();
-        let checks_after = learned.after_ready(&chosen, &spec.platform.runs_with());
+        let needed = spec.services_for(
+            checks
+                .iter()
+                .filter(|c| selected.contains(&c.id()))
+                .map(|c| c.as_ref()),
+        );
         let mut attached = None;
         let mut kube_warm = None;
         if let Some((path, state)) = up.filter(|_| external.is_none() && !needed.is_empty()) {
@@ -212,7 +200,6 @@ impl Session {
                         &secrets,
                         &run_id,
                         attached,
-                        &checks_after,
                     ))
                     .map(Platform::Containers)
                     .map_err(|e| e.to_string()),
@@ -252,10 +239,6 @@ impl Session {
             runs_with: spec.platform.runs_with(),
             torn_down: AtomicBool::new(false),
             pulled: BTreeMap::new(),
-            // A warm run's checks are faster than a cold start's: it teaches nothing.
-            keep_times: check_times
-                .filter(|_| up.is_none())
-                .map(|file| (file.to_path_buf(), learned)),
         })
     }
 
@@ -615,13 +598,6 @@ impl Session {
             .unwrap_or_default();
         let mut checks = self.records.lock().map(|r| r.clone()).unwrap_or_default();
         checks.sort_by(|a, b| (&a.suite, &a.location.line).cmp(&(&b.suite, &b.location.line)));
-        if let Some((file, known)) = &self.keep_times {
-            let mut times = known.clone();
-            times.learn(&checks);
-            if let Err(e) = times.save(file) {
-                console::say(format!("platform: the checks' times were not kept: {e}"));
-            }
-        }
         RunReport {
             checks,
             services,
@@ -657,14 +633,6 @@ impl Session {
         }
         cleanup.problems
     }
-}
-
-/// The times of earlier runs; none, said once, when the file cannot be read.
-fn load_check_times(file: &Path) -> CheckTimes {
-    CheckTimes::load(file).unwrap_or_else(|e| {
-        console::say(format!("platform: earlier check times ignored: {e}"));
-        CheckTimes::default()
-    })
 }
 
 /// Puts the cause in front of a check's message: the first line is what summaries show.

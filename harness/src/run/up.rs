@@ -150,11 +150,8 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
         "platform: up {up_id}: starting {}",
         missing.iter().cloned().collect::<Vec<_>>().join(", ")
     ));
-    // No check runs here: the services rank by their starts alone.
-    let no_checks = BTreeMap::new();
     let platform =
-        ContainerPlatform::start_attached(spec, &wanted, &secrets, &run_id, attached, &no_checks)
-            .await;
+        ContainerPlatform::start_attached(spec, &wanted, &secrets, &run_id, attached).await;
     let platform = match platform {
         Ok(p) => p,
         Err(e) => {

@@ -12,7 +12,7 @@ use platform_harness::platform::backend::{self, Backend};
 use platform_harness::platform::up as up_state;
 use platform_harness::report::{merge, write_reports};
 use platform_harness::run::shard::{self, Shard};
-use platform_harness::run::{check_times, interrupt, up as up_cmd, Session};
+use platform_harness::run::{interrupt, up as up_cmd, Session};
 use platform_harness::spec::named;
 use platform_harness::spec::platform::PlatformSpec;
 
@@ -182,14 +182,12 @@ pub fn run(a: &RunArgs) -> ExitCode {
             }
         },
     };
-    let times = check_times::file_for(Path::new(""), &spec.platform.file);
     let started = Session::start_on(
         &spec,
         &checks,
         &selected,
         a.spec.endpoints.as_deref(),
         up.as_ref(),
-        times.as_deref(),
     );
     let session = match started {
         Ok(s) => Arc::new(s),
