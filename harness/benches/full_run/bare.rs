@@ -190,9 +190,10 @@ impl Staged {
         let cp = Command::new("docker")
             .args(["cp", "-", &format!("{id}:/")])
             .stdin(stdout)
-            .output()
-            .map_err(|e| format!("docker cp: {e}"))?;
+            .output();
+        // Waited for whatever docker did, so no tar is left behind.
         let tarred = tar.wait().map_err(|e| format!("tar: {e}"))?;
+        let cp = cp.map_err(|e| format!("docker cp: {e}"))?;
         if !cp.status.success() {
             return Err(format!(
                 "docker cp: {}",

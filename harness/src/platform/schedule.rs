@@ -101,6 +101,16 @@ impl GateState {
             .sum()
     }
 
+    /// The longest expected start among those running.
+    fn longest_running(&self) -> Duration {
+        self.entries
+            .values()
+            .filter(|e| e.stage == Stage::Admitted)
+            .map(|e| e.expected)
+            .max()
+            .unwrap_or_default()
+    }
+
     /// Whether `name` (queued) may start now: the cores it would use beyond the free ones
     /// (counting those in use and those reserved for the services ranked above it that
     /// have not started, queued or waiting for their dependencies), times how long they
@@ -126,17 +136,10 @@ impl GateState {
             .sum();
         let in_use = self.in_use();
         let excess = (in_use + reserved + me.cores - self.capacity).max(0.0);
-        let running_for = self
-            .entries
-            .values()
-            .filter(|e| e.stage == Stage::Admitted)
-            .map(|e| e.expected)
-            .max()
-            .unwrap_or_default();
         let overlap = if reserved > 0.0 {
             me.expected
         } else {
-            me.expected.min(running_for)
+            me.expected.min(self.longest_running())
         };
         excess * overlap.as_secs_f64() <= OVERCOMMIT.as_secs_f64() + 1e-9
             || (in_use == 0.0 && reserved == 0.0)
