@@ -132,7 +132,7 @@ async fn up_on_kubernetes_warm_runs_and_down_leave_nothing_behind() {
             && made.metadata.annotations.unwrap_or_default().is_empty(),
         "an up namespace carries no run label or owner markers (the reaper would take it)"
     );
-    let state_dir = dir.join("target/platform-up/kubeup");
+    let state_dir = up::dir(&dir, &dir.join("kubeup.toml"));
     for f in ["state.toml", "endpoints.toml"] {
         let t = std::fs::read_to_string(state_dir.join(f)).unwrap();
         assert!(!t.contains(SECRET), "{f} holds the secret:\n{t}");
@@ -325,5 +325,7 @@ startup_timeout = "20s"
         text(&o)
     );
     assert!(namespace(&client, &ns).await.is_none(), "{}", text(&o));
-    assert!(!dir.join("target/platform-up/kubeup/state.toml").exists());
+    assert!(!up::dir(&dir, &dir.join("kubeup.toml"))
+        .join("state.toml")
+        .exists());
 }

@@ -64,7 +64,8 @@ fn up_objects(dir: &Path) -> (usize, usize) {
 
 /// Every container on the up platform's network (a warm run's own ones join it).
 fn on_network(dir: &Path) -> Vec<String> {
-    let state = up::UpState::load(&dir.join("target/platform-up/uptest/state.toml")).unwrap();
+    let state =
+        up::UpState::load(&up::dir(dir, &dir.join("uptest.toml")).join("state.toml")).unwrap();
     let out = Command::new("docker")
         .args([
             "ps",
@@ -104,7 +105,7 @@ fn up_a_warm_run_and_down_leave_nothing_behind() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(up_objects(&dir), (1, 1), "one container and its network");
-    let state_dir = dir.join("target/platform-up/uptest");
+    let state_dir = up::dir(&dir, &dir.join("uptest.toml"));
     for f in ["state.toml", "endpoints.toml"] {
         let t = std::fs::read_to_string(state_dir.join(f)).unwrap();
         assert!(!t.contains(SECRET), "{f} holds the secret:\n{t}");
@@ -167,7 +168,8 @@ fn a_run_refuses_an_up_platform_that_no_longer_matches(#[case] change: &str, #[c
         "secret" => secret = "uptest-Other-7d1e0b",
         _ => {
             let state =
-                up::UpState::load(&dir.join("target/platform-up/uptest/state.toml")).unwrap();
+                up::UpState::load(&up::dir(&dir, &dir.join("uptest.toml")).join("state.toml"))
+                    .unwrap();
             let rm = Command::new("docker")
                 .args(["rm", "-f", &state.services["pg"].container])
                 .output()

@@ -1,4 +1,4 @@
-//! The state file of an `up` platform (`target/platform-up/<name>/state.toml`): what
+//! The state file of an `up` platform (`target/platform-up/<up id>/state.toml`): what
 //! runs, where, and the fingerprint each service had when it started. No secret is in
 //! it: runs re-read credentials from the platform spec's own sources.
 
@@ -55,13 +55,11 @@ pub struct UpService {
     pub forwarded: BTreeMap<String, u16>,
 }
 
-/// Where the state of `platform`'s up platform lives below `root`.
+/// Where the state of `platform`'s up platform lives below `root`: named by its up id,
+/// like its containers, so two platform files with one name (`a/platform.toml`,
+/// `b/platform.toml`) never share a state: `down` of one deleted the other's.
 pub fn dir(root: &Path, platform: &Path) -> PathBuf {
-    let stem = platform
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "platform".into());
-    root.join("target/platform-up").join(stem)
+    root.join("target/platform-up").join(up_id(platform))
 }
 
 /// The platform's up id: its file's stem and a hash of its canonical path, so two
@@ -182,12 +180,15 @@ mod tests {
             a.starts_with("platform-") && a.len() == "platform-".len() + 8,
             "{a}"
         );
+        let observability = Path::new("fixtures/platforms/observability.toml");
         assert_eq!(
-            dir(
-                Path::new("/r"),
-                Path::new("fixtures/platforms/observability.toml")
-            ),
-            Path::new("/r/target/platform-up/observability")
+            dir(Path::new("/r"), observability),
+            Path::new("/r/target/platform-up").join(up_id(observability))
+        );
+        assert_ne!(
+            dir(Path::new("/r"), Path::new("a/platform.toml")),
+            dir(Path::new("/r"), Path::new("b/platform.toml")),
+            "one stem, two files: two states"
         );
     }
 }
