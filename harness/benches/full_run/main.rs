@@ -13,7 +13,8 @@
 //!
 //! Then per service: bare, alone, in the full run, the ratios and the CPU each used; per
 //! run: wall against the physical limit (the larger of the critical path from bare times
-//! and the CPU time of everything over the cores). Figures, not a timed test.
+//! and the CPU time of everything over the cores: containers, harness and the Docker
+//! engine, whose part is also shown, with the ratio without it). Figures, not a timed test.
 
 mod bare;
 mod compose;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use platform_harness::platform::containers::ContainerPlatform;
 use platform_harness::platform::{cpu, ServiceStart};
-use platform_harness::report::limit::{longest_needs_chain, physical_limit, Limit};
+use platform_harness::report::limit::{longest_needs_chain, physical_limit, Limit, Outside};
 use platform_harness::report::RunReport;
 use platform_harness::run::{Paths, Session};
 use platform_harness::secrets::Secrets;
@@ -143,7 +144,7 @@ fn bench() -> Result<(), String> {
     for round in 1..=rounds {
         for mode in MODES {
             std::env::set_var("PLATFORM_START", mode);
-            let cpu_before = cpu::harness();
+            let (harness_before, engine_before) = (cpu::harness(), cpu::engine());
             let session = Arc::new(
                 Session::start(&spec, &checks, &selected, None).map_err(|e| e.to_string())?,
             );
@@ -154,7 +155,10 @@ fn bench() -> Result<(), String> {
                 &deps,
                 &uses,
                 &needs,
-                cpu::harness() - cpu_before,
+                Outside {
+                    harness: cpu::harness() - harness_before,
+                    engine: engine_since(engine_before.as_ref()),
+                },
                 cores,
             );
             println!(
@@ -247,15 +251,19 @@ fn bench() -> Result<(), String> {
     }
 
     let wall = |m: &str| of_mode(m, &wall_of).0;
+    let without_engine =
+        |r: &RunReport, l: &Limit| Some(r.wall.as_secs_f64() / l.without_engine().as_secs_f64());
     println!(
-        "\nwall {:.1} s = {:.2}x limit {:.1} s (critical path {:.1} s, CPU {:.0} s / {} cores); \
-         scheduled saves {:.0} % vs serial ({:.1} s), {:.0} % vs parallel ({:.1} s){start_only}",
+        "\nwall {:.1} s = {:.2}x limit {:.1} s (critical path {:.1} s, CPU {:.0} s with the engine's {:.1} s / {} cores; \
+         {:.2}x without the engine's); scheduled saves {:.0} % vs serial ({:.1} s), {:.0} % vs parallel ({:.1} s){start_only}",
         wall("scheduled"),
         of_mode("scheduled", &to_limit).0,
         of_mode("scheduled", &|_, l| Some(l.value().as_secs_f64())).0,
         of_mode("scheduled", &|_, l| Some(l.critical_path.as_secs_f64())).0,
         of_mode("scheduled", &|_, l| Some(l.cpu.as_secs_f64())).0,
+        of_mode("scheduled", &|_, l| Some(l.engine_cpu.as_secs_f64())).0,
         cores,
+        of_mode("scheduled", &without_engine).0,
         100.0 * (1.0 - wall("scheduled") / wall("serial")),
         wall("serial"),
         100.0 * (1.0 - wall("scheduled") / wall("parallel")),
@@ -263,6 +271,14 @@ fn bench() -> Result<(), String> {
     );
     println!("{warm}");
     Ok(())
+}
+
+/// The engine's CPU since `before` (zero when it is not visible from here).
+fn engine_since(before: Option<&cpu::EngineReading>) -> Duration {
+    match (cpu::engine(), before) {
+        (Some(now), Some(then)) => now.since(then),
+        _ => Duration::ZERO,
+    }
 }
 
 fn root() -> std::path::PathBuf {
@@ -329,6 +345,7 @@ fn warm_runs(
             .as_ref()
             .map(|(_, s)| platform_cpu(s))
             .unwrap_or_default();
+        let engine_before = cpu::engine();
         let t = Instant::now();
         let session = Arc::new(
             Session::start_on(spec, checks, chosen, None, found.as_ref())
@@ -343,7 +360,8 @@ fn warm_runs(
             .as_ref()
             .map(|(_, s)| platform_cpu(s))
             .unwrap_or_default()
-            - cpu_before;
+            - cpu_before
+            + engine_since(engine_before.as_ref());
         let cpu_bound = cpu_used.as_secs_f64() / cores;
         println!(
             "  {label:<12} wall {:.2} s, {} checks, their sum {:.1} s / {CONCURRENCY} = {spread:.2} s -> {:.2}x; longest `needs` chain {chain:.2} s; CPU {:.1} s / {cores} cores = {cpu_bound:.2} s; -> {:.2}x the largest",
@@ -391,7 +409,7 @@ async fn start_alone(
 fn print_run(report: &RunReport, limit: &Limit) {
     let passed = report.checks.iter().filter(|c| c.outcome.is_pass()).count();
     println!(
-        "  wall {:.1} s, {passed}/{} passed; limit {:.1} s (critical path {:.1} s{}, CPU {:.1} s / {} cores) -> {:.2}x",
+        "  wall {:.1} s, {passed}/{} passed; limit {:.1} s (critical path {:.1} s{}, CPU {:.1} s with the engine's {:.1} s / {} cores) -> {:.2}x ({:.2}x without the engine's)",
         report.wall.as_secs_f64(),
         report.checks.len(),
         limit.value().as_secs_f64(),
@@ -402,8 +420,10 @@ fn print_run(report: &RunReport, limit: &Limit) {
             .map(|(c, s)| format!(": {s}, then {c}"))
             .unwrap_or_default(),
         limit.cpu.as_secs_f64(),
+        limit.engine_cpu.as_secs_f64(),
         limit.cores,
-        report.wall.as_secs_f64() / limit.value().as_secs_f64()
+        report.wall.as_secs_f64() / limit.value().as_secs_f64(),
+        report.wall.as_secs_f64() / limit.without_engine().as_secs_f64()
     );
     let mut services = report.services.clone();
     services.sort_by_key(|s| s.ready_at);

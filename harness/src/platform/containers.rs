@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use super::docker::{seconds, Cleanup};
 use super::endpoint::Endpoint;
 use super::readiness::{self, Probe};
-use super::schedule::{StartCost, StartGate, Ticket};
+use super::schedule::{self, StartCost, StartGate, Ticket};
 use super::shell;
 use super::{cpu, docker, images, render, ServiceFailure, ServiceStart, StartError};
 use crate::kinds::{ExecOutput, ServiceShell};
@@ -370,7 +370,14 @@ fn start_gate(
         StartMode::Scheduled => start_cores()?,
         StartMode::Parallel | StartMode::Serial => f64::INFINITY,
     };
-    Ok(StartGate::new(&costs, capacity))
+    Ok(StartGate::new(&costs, capacity, overcommit()?))
+}
+
+/// The CPU time a start may ask beyond the free cores: `PLATFORM_START_OVERCOMMIT`
+/// (seconds), or the scheduler's default.
+fn overcommit() -> Result<Duration, StartError> {
+    let setting = std::env::var("PLATFORM_START_OVERCOMMIT").ok();
+    schedule::budget(setting.as_deref()).map_err(StartError::Setting)
 }
 
 /// The cores starts may keep busy together: `PLATFORM_START_CORES`, or what the machine

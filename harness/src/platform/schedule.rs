@@ -16,10 +16,26 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// How much CPU time a start may ask beyond the free cores: the most it can delay the
-/// starts it overlaps is then about a second. An average hides a start's bursts, so a
-/// budget of zero would hold back starts that would have cost nothing.
+/// How much CPU time a start may ask beyond the free cores by default: the most it can
+/// delay the starts it overlaps is then about a second. An average hides a start's bursts,
+/// so a budget of zero would hold back starts that would have cost nothing.
 pub const OVERCOMMIT: Duration = Duration::from_secs(1);
+
+/// The overcommit budget from a setting in CPU-seconds (`PLATFORM_START_OVERCOMMIT`): the
+/// default when unset or empty.
+pub fn budget(setting: Option<&str>) -> Result<Duration, String> {
+    match setting.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(OVERCOMMIT),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| {
+                format!("PLATFORM_START_OVERCOMMIT={v:?}: give CPU-seconds, e.g. 1 or 2.5")
+            }),
+    }
+}
 
 /// What the scheduler knows about one service before it starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +105,8 @@ struct Entry {
 #[derive(Debug)]
 struct GateState {
     capacity: f64,
+    /// The CPU time a start may ask beyond the free cores ([`OVERCOMMIT`] by default).
+    budget: Duration,
     entries: BTreeMap<String, Entry>,
 }
 
@@ -114,7 +132,7 @@ impl GateState {
     /// Whether `name` (queued) may start now: the cores it would use beyond the free ones
     /// (counting those in use and those reserved for the services ranked above it that
     /// have not started, queued or waiting for their dependencies), times how long they
-    /// overlap, stay within [`OVERCOMMIT`]; or nothing is starting and nothing is ranked
+    /// overlap, stay within the budget; or nothing is starting and nothing is ranked
     /// above it, so the run always makes progress. The overlap is its expected start, or,
     /// when only starts already running are in the way, at most the longest of theirs:
     /// Trino, ranked first, waited 0.8 s for MinIO's 1 s start to end, for a cost to it
@@ -141,7 +159,7 @@ impl GateState {
         } else {
             me.expected.min(self.longest_running())
         };
-        excess * overlap.as_secs_f64() <= OVERCOMMIT.as_secs_f64() + 1e-9
+        excess * overlap.as_secs_f64() <= self.budget.as_secs_f64() + 1e-9
             || (in_use == 0.0 && reserved == 0.0)
     }
 }
@@ -154,8 +172,9 @@ pub struct StartGate {
 }
 
 impl StartGate {
-    /// `costs` holds every service of the run; `capacity` is in cores.
-    pub fn new(costs: &BTreeMap<String, StartCost>, capacity: f64) -> Self {
+    /// `costs` holds every service of the run; `capacity` is in cores; `budget` is the
+    /// CPU time a start may ask beyond the free cores.
+    pub fn new(costs: &BTreeMap<String, StartCost>, capacity: f64, budget: Duration) -> Self {
         let ranks = ranks(costs);
         let entries = costs
             .iter()
@@ -170,7 +189,11 @@ impl StartGate {
             })
             .collect();
         Self {
-            state: Arc::new(Mutex::new(GateState { capacity, entries })),
+            state: Arc::new(Mutex::new(GateState {
+                capacity,
+                budget,
+                entries,
+            })),
             changed: Arc::new(Notify::new()),
         }
     }
@@ -327,7 +350,11 @@ mod tests {
                 (n.clone(), entry)
             })
             .collect();
-        GateState { capacity, entries }
+        GateState {
+            capacity,
+            budget: OVERCOMMIT,
+            entries,
+        }
     }
 
     use Stage::*;
@@ -364,6 +391,44 @@ mod tests {
         assert_eq!(state(stages, cores).may_start(who), admitted);
     }
 
+    #[rstest]
+    #[case::unset(None, Ok(1000))]
+    #[case::empty(Some(""), Ok(1000))]
+    #[case::seconds(Some("2.5"), Ok(2500))]
+    #[case::zero(Some("0"), Ok(0))]
+    #[case::negative(Some("-1"), Err(()))]
+    #[case::not_a_number(Some("2s"), Err(()))]
+    #[case::infinite(Some("inf"), Err(()))]
+    fn reads_the_budget_setting(#[case] setting: Option<&str>, #[case] ms: Result<u64, ()>) {
+        let got = budget(setting);
+        assert_eq!(
+            got.as_ref().map(Duration::as_millis).map_err(|_| ()),
+            ms.map(u128::from)
+        );
+        if let Err(e) = got {
+            assert!(e.contains("PLATFORM_START_OVERCOMMIT"), "{e}");
+        }
+    }
+
+    // A wider budget lets Kafka go beside Trino and MLflow: a core over for its 2.1 s.
+    #[rstest]
+    #[case::default_budget(OVERCOMMIT, false)]
+    #[case::wider_budget(Duration::from_millis(2500), true)]
+    fn the_budget_bounds_the_overcommit(#[case] budget: Duration, #[case] admitted: bool) {
+        let mut s = state(
+            &[
+                ("minio", Done),
+                ("postgres", Done),
+                ("trino", Admitted),
+                ("mlflow", Admitted),
+                ("kafka", Queued),
+            ],
+            2.0,
+        );
+        s.budget = budget;
+        assert_eq!(s.may_start("kafka"), admitted);
+    }
+
     #[test]
     fn unbounded_capacity_admits_everything() {
         let s = state(
@@ -375,7 +440,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_withdrawn_service_releases_those_it_held_back() {
-        let gate = StartGate::new(&platform(), 2.0);
+        let gate = StartGate::new(&platform(), 2.0, OVERCOMMIT);
         let minio = gate.ticket("minio").admit().await;
         let postgres = gate.ticket("postgres").admit().await;
         let (trino, mlflow) = (gate.ticket("trino"), gate.ticket("mlflow"));
@@ -396,7 +461,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_permit_holds_cores_until_dropped() {
-        let gate = StartGate::new(&platform(), 2.0);
+        let gate = StartGate::new(&platform(), 2.0, OVERCOMMIT);
         drop(gate.ticket("minio").admit().await);
         drop(gate.ticket("postgres").admit().await);
         let _trino = gate.ticket("trino").admit().await;
