@@ -92,17 +92,16 @@ const DAEMONS: [&str; 2] = ["dockerd", "containerd"];
 const SHIM: &str = "containerd-shim";
 
 /// A reading of the Docker engine's processes on this machine: clock ticks used so far, by
-/// process. `None` when no engine process is visible here (a remote engine, Docker
-/// Desktop's VM, another PID namespace).
-///
-/// Read from /proc by hand: four numbers per process do not warrant the `procfs` crate
-/// and its dependencies.
+/// process.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineReading {
     ticks: BTreeMap<u32, u64>,
     hz: u64,
 }
 
+/// Reads the engine's processes now; `None` when none is visible here (a remote engine,
+/// Docker Desktop's VM, another PID namespace). Read from /proc by hand: four numbers per
+/// process do not warrant the `procfs` crate and its dependencies.
 pub fn engine() -> Option<EngineReading> {
     let hz = clock_hz()?;
     let ticks: BTreeMap<u32, u64> = std::fs::read_dir("/proc")
@@ -150,13 +149,14 @@ fn engine_ticks(stat: &str) -> Option<(u32, u64)> {
 }
 
 /// The kernel's clock ticks per second, the unit of /proc's CPU times.
+#[cfg(unix)]
 fn clock_hz() -> Option<u64> {
-    #[cfg(unix)]
-    {
-        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-        return u64::try_from(hz).ok().filter(|hz| *hz > 0);
-    }
-    #[allow(unreachable_code)]
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    u64::try_from(hz).ok().filter(|hz| *hz > 0)
+}
+
+#[cfg(not(unix))]
+fn clock_hz() -> Option<u64> {
     None
 }
 
