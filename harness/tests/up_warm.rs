@@ -149,6 +149,32 @@ fn up_a_warm_run_and_down_leave_nothing_behind() {
     assert!(!state_dir.exists());
 }
 
+/// `cargo clean` (or an older version's state folder) loses the state while the platform
+/// runs: the next `up` removes what it can no longer reach instead of starting a second one.
+#[test]
+fn up_without_its_state_replaces_what_is_left() {
+    let dir = workspace("lost");
+    let _down = Down(dir.clone());
+    let up_pg = ["up", "--platform", "uptest.toml", "--only", "pg"];
+    let o = pv(&dir, &up_pg, SECRET);
+    assert!(o.status.success(), "{}", text(&o));
+    let first = on_network(&dir);
+    std::fs::remove_dir_all(up::dir(&dir, &dir.join("uptest.toml"))).unwrap();
+
+    let o = pv(&dir, &up_pg, SECRET);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("removing 1 container(s) of an earlier `up`"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(up_objects(&dir), (1, 1), "one platform, not two");
+    assert!(
+        on_network(&dir).iter().all(|c| !first.contains(c)),
+        "the earlier container is gone: {first:?}"
+    );
+}
+
 #[rstest]
 #[case::spec_edited("spec", "platform spec changed since `up` (pg:")]
 #[case::secret_changed("secret", "platform spec changed since `up` (pg:")]

@@ -127,7 +127,10 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
                 None
             }
         }
-        None => None,
+        None => {
+            remove_stateless(&docker, &up_id).await?;
+            None
+        }
     };
     let (have, missing) = have_and_missing(state.as_ref(), &wanted);
     if missing.is_empty() {
@@ -305,6 +308,23 @@ pub fn down(root: &Path, platform: &Path, backend: Option<Backend>) -> ExitCode 
         report_cleanup(&c)?;
         Ok(ExitCode::SUCCESS)
     }))
+}
+
+/// Removes what an earlier `up` of this platform left whose state is gone (`cargo clean`, a
+/// deleted `target/`, a state folder from an older version): no run can attach to it, and a
+/// new `up` beside it would double the platform.
+async fn remove_stateless(docker: &Docker, up_id: &str) -> Result<(), RunError> {
+    let (containers, networks) = docker::labelled(docker, docker::LABEL_UP, up_id)
+        .await
+        .map_err(RunError::Engine)?;
+    if containers.is_empty() && networks.is_empty() {
+        return Ok(());
+    }
+    console::say(format!(
+        "platform: removing {} container(s) of an earlier `up` {up_id} whose state is gone",
+        containers.len()
+    ));
+    report_cleanup(&docker::remove_up(docker, up_id).await)
 }
 
 /// The state says where the platform runs; `backend` only when there is none (lost).
