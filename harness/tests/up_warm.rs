@@ -62,10 +62,14 @@ fn up_objects(dir: &Path) -> (usize, usize) {
     (c.len(), n.len())
 }
 
+/// Where `up` keeps the state of the folder's `uptest.toml`.
+fn state_dir(dir: &Path) -> PathBuf {
+    up::dir(dir, &dir.join("uptest.toml"))
+}
+
 /// Every container on the up platform's network (a warm run's own ones join it).
 fn on_network(dir: &Path) -> Vec<String> {
-    let state =
-        up::UpState::load(&up::dir(dir, &dir.join("uptest.toml")).join("state.toml")).unwrap();
+    let state = up::UpState::load(&state_dir(dir).join("state.toml")).unwrap();
     let out = Command::new("docker")
         .args([
             "ps",
@@ -105,7 +109,7 @@ fn up_a_warm_run_and_down_leave_nothing_behind() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(up_objects(&dir), (1, 1), "one container and its network");
-    let state_dir = up::dir(&dir, &dir.join("uptest.toml"));
+    let state_dir = state_dir(&dir);
     for f in ["state.toml", "endpoints.toml"] {
         let t = std::fs::read_to_string(state_dir.join(f)).unwrap();
         assert!(!t.contains(SECRET), "{f} holds the secret:\n{t}");
@@ -159,7 +163,7 @@ fn up_without_its_state_replaces_what_is_left() {
     let o = pv(&dir, &up_pg, SECRET);
     assert!(o.status.success(), "{}", text(&o));
     let first = on_network(&dir);
-    std::fs::remove_dir_all(up::dir(&dir, &dir.join("uptest.toml"))).unwrap();
+    std::fs::remove_dir_all(state_dir(&dir)).unwrap();
 
     let o = pv(&dir, &up_pg, SECRET);
     assert!(o.status.success(), "{}", text(&o));
@@ -193,9 +197,7 @@ fn a_run_refuses_an_up_platform_that_no_longer_matches(#[case] change: &str, #[c
         "spec" => std::fs::write(dir.join("uptest.toml"), platform("300 MiB")).unwrap(),
         "secret" => secret = "uptest-Other-7d1e0b",
         _ => {
-            let state =
-                up::UpState::load(&up::dir(&dir, &dir.join("uptest.toml")).join("state.toml"))
-                    .unwrap();
+            let state = up::UpState::load(&state_dir(&dir).join("state.toml")).unwrap();
             let rm = Command::new("docker")
                 .args(["rm", "-f", &state.services["pg"].container])
                 .output()

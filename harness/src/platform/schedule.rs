@@ -111,19 +111,18 @@ struct GateState {
 }
 
 impl GateState {
+    /// The starts running now.
+    fn admitted(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values().filter(|e| e.stage == Stage::Admitted)
+    }
+
     fn in_use(&self) -> f64 {
-        self.entries
-            .values()
-            .filter(|e| e.stage == Stage::Admitted)
-            .map(|e| e.cores)
-            .sum()
+        self.admitted().map(|e| e.cores).sum()
     }
 
     /// The longest expected start among those running.
     fn longest_running(&self) -> Duration {
-        self.entries
-            .values()
-            .filter(|e| e.stage == Stage::Admitted)
+        self.admitted()
             .map(|e| e.expected)
             .max()
             .unwrap_or_default()
