@@ -1,5 +1,5 @@
-//! The containers backend: starts the selected services with testcontainers on one
-//! network of the run, each as soon as its dependencies are ready.
+//! The containers backend: starts the selected services with testcontainers on the run's
+//! network, each as soon as its dependencies are ready.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::docker::{seconds, Cleanup};
 use super::endpoint::Endpoint;
+use super::network::{RunNetwork, DEFAULT_BRIDGE};
 use super::readiness::{self, Probe};
 use super::schedule::{self, StartCost, StartGate, Ticket};
 use super::shell;
@@ -71,7 +72,7 @@ pub struct ContainerPlatform {
 }
 
 /// Services an `up` platform already runs, which a run joins instead of starting them
-/// (`ContainerPlatform::start_attached`): its network, and each service's container and
+/// (`RunNetwork::Attached`): its network, and each service's container and
 /// endpoint. The run never removes them: they carry another run's label.
 pub struct Attached {
     pub network: String,
@@ -79,26 +80,27 @@ pub struct Attached {
 }
 
 impl ContainerPlatform {
-    /// Creates the run's network and starts `services` (already closed over their
-    /// dependencies) in the background. Fails before starting anything when the engine
-    /// is unreachable or an image is missing.
+    /// Starts `services` (already closed over their dependencies) in the background, on a
+    /// network of the run's own if they talk to one another. Fails before starting
+    /// anything when the engine is unreachable or an image is missing.
     pub async fn start(
         spec: &PlatformSpec,
         services: &BTreeSet<String>,
         secrets: &Secrets,
         run_id: &str,
     ) -> Result<Self, StartError> {
-        Self::start_attached(spec, services, secrets, run_id, None).await
+        let network = RunNetwork::for_services(spec, services);
+        Self::start_on(spec, services, secrets, run_id, network).await
     }
 
-    /// As `start`, but the services `attached` already runs are taken as ready, and the
-    /// others start on its network.
-    pub async fn start_attached(
+    /// As `start`, on `network`: on an `up` platform's, the services it already runs are
+    /// taken as ready and the others start beside them.
+    pub async fn start_on(
         spec: &PlatformSpec,
         services: &BTreeSet<String>,
         secrets: &Secrets,
         run_id: &str,
-        attached: Option<Attached>,
+        network: RunNetwork,
     ) -> Result<Self, StartError> {
         let docker = docker::connect().map_err(StartError::EngineUnreachable)?;
         let engine = |what: &str| StartError::EngineTimeout {
@@ -118,10 +120,10 @@ impl ContainerPlatform {
         for p in &reaped.problems {
             super::say(format!("platform: cleanup problem: {p}"));
         }
-        let joins = attached.is_some();
-        let (network, running) = match attached {
-            Some(a) => (a.network, a.running),
-            None => (format!("platform-{run_id}"), BTreeMap::new()),
+        let (network, running, create) = match network {
+            RunNetwork::Attached(a) => (a.network, a.running, false),
+            RunNetwork::DefaultBridge => (DEFAULT_BRIDGE.to_string(), BTreeMap::new(), false),
+            RunNetwork::Own => (format!("platform-{run_id}"), BTreeMap::new(), true),
         };
         let to_start: BTreeSet<String> = services
             .iter()
@@ -134,7 +136,7 @@ impl ContainerPlatform {
         )
         .await
         .map_err(|_| engine("looking for the images"))??;
-        if !joins {
+        if create {
             tokio::time::timeout(
                 docker::ENGINE_CALL,
                 docker::create_network(&docker, &network, run_id),

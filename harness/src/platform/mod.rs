@@ -11,6 +11,7 @@ pub mod external;
 pub mod images;
 pub mod kubernetes;
 pub mod log_watch;
+pub mod network;
 pub mod readiness;
 pub mod reaper;
 pub mod render;

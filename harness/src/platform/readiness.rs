@@ -304,7 +304,9 @@ async fn container_ip(probe: &Probe<'_>) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     info.network_settings
         .and_then(|n| n.networks)
-        .and_then(|mut n| n.remove(probe.network))
+        // Engines name their default network differently (Podman: `podman`); a container
+        // of the run has one network, so its only address will do.
+        .and_then(|mut n| n.remove(probe.network).or_else(|| n.into_values().next()))
         .and_then(|n| n.ip_address)
         .filter(|ip| !ip.is_empty())
         .ok_or_else(|| "the container has no address on the run's network yet".to_string())

@@ -18,6 +18,7 @@ use crate::platform::backend::Backend;
 use crate::platform::containers::ContainerPlatform;
 use crate::platform::external::ExternalPlatform;
 use crate::platform::kubernetes::backend::KubeBackend;
+use crate::platform::network::RunNetwork;
 use crate::platform::up::UpState;
 use crate::platform::{docker, Platform};
 use crate::report::console::{failure_text, verdict_word};
@@ -194,12 +195,15 @@ impl Session {
             }
             let started = match backend {
                 Backend::Containers => rt
-                    .block_on(ContainerPlatform::start_attached(
+                    .block_on(ContainerPlatform::start_on(
                         &spec.platform,
                         &needed,
                         &secrets,
                         &run_id,
-                        attached,
+                        attached.map_or_else(
+                            || RunNetwork::for_services(&spec.platform, &needed),
+                            RunNetwork::Attached,
+                        ),
                     ))
                     .map(Platform::Containers)
                     .map_err(|e| e.to_string()),

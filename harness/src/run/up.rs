@@ -13,6 +13,7 @@ use super::{interrupt, RunError};
 use crate::platform::backend::Backend;
 use crate::platform::containers::ContainerPlatform;
 use crate::platform::docker;
+use crate::platform::network::RunNetwork;
 use crate::platform::readiness::{self, Probe};
 use crate::platform::up::{self, UpError, UpService, UpState};
 use crate::report::console;
@@ -153,8 +154,14 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
         "platform: up {up_id}: starting {}",
         missing.iter().cloned().collect::<Vec<_>>().join(", ")
     ));
-    let platform =
-        ContainerPlatform::start_attached(spec, &wanted, &secrets, &run_id, attached).await;
+    let platform = ContainerPlatform::start_on(
+        spec,
+        &wanted,
+        &secrets,
+        &run_id,
+        RunNetwork::for_up(attached),
+    )
+    .await;
     let platform = match platform {
         Ok(p) => p,
         Err(e) => {

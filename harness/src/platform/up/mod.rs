@@ -116,7 +116,7 @@ pub async fn changed(
 }
 
 /// Checks that the services `needed` that `state` runs are unchanged and running, and
-/// returns them for `ContainerPlatform::start_attached`. A changed spec or a container
+/// returns them for a run to join (`RunNetwork::Attached`). A changed spec or a container
 /// that is gone is an error saying what to do.
 pub async fn attach(
     docker: &Docker,
