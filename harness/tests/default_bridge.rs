@@ -11,14 +11,6 @@ use platform_harness::checks::Outcome;
 use platform_harness::run::Session;
 use platform_harness::spec::{Check, Spec};
 
-const SUITE: &str = r#"
-service = "pg"
-[[check]]
-name = "login"
-[[check.step]]
-postgres.connect = {}
-"#;
-
 /// The networks the container of `service` in run `run_id` is attached to.
 fn networks_of(service: &str, run_id: &str) -> Vec<String> {
     let out = Command::new("docker")
@@ -44,7 +36,7 @@ fn networks_of(service: &str, run_id: &str) -> Vec<String> {
 /// Starts `platform` with the suite's one check, runs it, and returns its outcome, the
 /// networks of `pg`'s container and the run's own networks while the run was up.
 fn run(name: &str, platform: &str) -> (Outcome, Vec<String>, Vec<String>, String) {
-    let dir = common::workdir(name, platform, &[("pg.toml", SUITE)]);
+    let dir = common::workdir(name, platform, &[("pg.toml", common::PG_LOGIN_SUITE)]);
     let spec = Spec::load(&dir.join("platform.toml"), &dir.join("suites")).unwrap();
     let checks: Vec<Arc<Check>> = spec.checks().cloned().map(Arc::new).collect();
     let selected = checks.iter().map(|c| c.id()).collect();

@@ -24,17 +24,9 @@ fn platform(side_tail: &str) -> String {
     )
 }
 
-const SUITE: &str = r#"
-service = "pg"
-[[check]]
-name = "login"
-[[check.step]]
-postgres.connect = {}
-"#;
-
 /// Runs `pg::login` on the platform; its record and the services' starts.
 fn run(platform: &str) -> (CheckRecord, Vec<platform_harness::platform::ServiceStart>) {
-    let dir = common::workdir("uses", platform, &[("pg.toml", SUITE)]);
+    let dir = common::workdir("uses", platform, &[("pg.toml", common::PG_LOGIN_SUITE)]);
     let spec = Spec::load(&dir.join("platform.toml"), &dir.join("suites")).unwrap();
     let checks: Vec<Arc<Check>> = spec.checks().cloned().map(Arc::new).collect();
     let selected = checks.iter().map(|c| c.id()).collect();

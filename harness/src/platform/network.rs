@@ -51,30 +51,26 @@ mod tests {
     use rstest::rstest;
     use std::path::Path;
 
-    const SPEC: &str = r#"
-[services.postgres]
-image = "pg"
-ready = [{ tcp = "p" }]
-ports = { p = 1 }
-[services.kafka]
-image = "kafka"
-ready = [{ tcp = "p" }]
-ports = { p = 1 }
-[services.minio]
-image = "minio"
-ready = [{ tcp = "p" }]
-ports = { p = 1 }
-[services.mlflow]
-image = "mlflow"
-ready = [{ tcp = "p" }]
-ports = { p = 1 }
-depends_on = ["postgres"]
-[services.trino]
-image = "trino"
-ready = [{ tcp = "p" }]
-ports = { p = 1 }
-uses = ["minio"]
-"#;
+    /// Five services: `mlflow` depends on `postgres`, `trino` uses `minio`.
+    fn spec() -> PlatformSpec {
+        let services = [
+            ("postgres", ""),
+            ("kafka", ""),
+            ("minio", ""),
+            ("mlflow", r#"depends_on = ["postgres"]"#),
+            ("trino", r#"uses = ["minio"]"#),
+        ];
+        let toml: String = services
+            .iter()
+            .map(|(name, extra)| {
+                format!(
+                    "[services.{name}]\nimage = \"{name}\"\nports = {{ p = 1 }}\n\
+                     ready = [{{ tcp = \"p\" }}]\n{extra}\n"
+                )
+            })
+            .collect();
+        PlatformSpec::parse(Path::new("platform.toml"), &toml).expect("spec parses")
+    }
 
     #[rstest]
     #[case::one_alone(&["postgres"], false)]
@@ -83,9 +79,8 @@ uses = ["minio"]
     #[case::a_service_it_uses(&["minio", "trino"], true)]
     #[case::the_whole_platform(&["kafka", "minio", "mlflow", "postgres", "trino"], true)]
     fn own_network_only_when_services_talk(#[case] services: &[&str], #[case] own: bool) {
-        let spec = PlatformSpec::parse(Path::new("platform.toml"), SPEC).expect("spec parses");
         let services = services.iter().map(|s| s.to_string()).collect();
-        let got = RunNetwork::for_services(&spec, &services);
+        let got = RunNetwork::for_services(&spec(), &services);
         assert_eq!(matches!(got, RunNetwork::Own), own);
         assert_eq!(matches!(got, RunNetwork::DefaultBridge), !own);
     }

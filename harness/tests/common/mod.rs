@@ -32,6 +32,15 @@ pub fn postgres_platform(source: &str) -> String {
 pub const POSTGRES_READY: &str =
     r#"ready = [{ log = "database system is ready to accept connections", times = 2 }]"#;
 
+/// A suite of one check on `pg`: it logs in.
+pub const PG_LOGIN_SUITE: &str = r#"
+service = "pg"
+[[check]]
+name = "login"
+[[check.step]]
+postgres.connect = {}
+"#;
+
 /// A kit PostgreSQL service table named `name`, its password the secret `pw`; `extra`
 /// adds its readiness and any other keys.
 pub fn postgres_service(name: &str, extra: &str) -> String {
