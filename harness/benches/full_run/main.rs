@@ -409,8 +409,9 @@ async fn start_alone(
 fn print_run(report: &RunReport, limit: &Limit) {
     let passed = report.checks.iter().filter(|c| c.outcome.is_pass()).count();
     println!(
-        "  wall {:.1} s, {passed}/{} passed; limit {:.1} s (critical path {:.1} s{}, CPU {:.1} s with the engine's {:.1} s / {} cores) -> {:.2}x ({:.2}x without the engine's)",
+        "  wall {:.1} s (its teardown {:.2} s), {passed}/{} passed; limit {:.1} s (critical path {:.1} s{}, CPU {:.1} s with the engine's {:.1} s / {} cores) -> {:.2}x ({:.2}x without the engine's)",
         report.wall.as_secs_f64(),
+        report.teardown.as_secs_f64(),
         report.checks.len(),
         limit.value().as_secs_f64(),
         limit.critical_path.as_secs_f64(),

@@ -177,6 +177,7 @@ mod tests {
             }],
             cleanup: Vec::new(),
             wall: Duration::from_secs(5),
+            teardown: Duration::ZERO,
         };
         let xml = render(&run, &Masker::new(["hunter22".to_string()])).unwrap();
         assert!(!xml.contains("hunter22"), "{xml}");

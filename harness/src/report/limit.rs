@@ -252,6 +252,7 @@ mod tests {
                 .collect(),
             cleanup: Vec::new(),
             wall: secs(40.0),
+            teardown: Duration::ZERO,
         }
     }
 

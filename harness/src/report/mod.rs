@@ -42,6 +42,9 @@ pub struct RunReport {
     /// listed): never swallowed.
     pub cleanup: Vec<String>,
     pub wall: Duration,
+    /// Of the wall, removing the platform's containers and network at the end: work the
+    /// run's verdict waits for that no start or check accounts for.
+    pub teardown: Duration,
 }
 
 /// JUnit at `junit_path`, the Markdown summary beside it and, on GitHub Actions, in the

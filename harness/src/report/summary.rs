@@ -38,6 +38,12 @@ pub fn render(run: &RunReport, masker: &Masker) -> String {
                 cpu(s.cpu_total)
             ));
         }
+        if !run.teardown.is_zero() {
+            md.push_str(&format!(
+                "\nRemoving the platform took {:.1} s of the run.\n",
+                run.teardown.as_secs_f64()
+            ));
+        }
         md.push('\n');
     }
     md.push_str("| suite | check | result | time |\n|---|---|---|---|\n");
@@ -113,6 +119,7 @@ mod tests {
             services: vec![],
             cleanup: vec!["run abc: could not remove container 0123456789ab: 500".into()],
             wall: Duration::from_secs(3),
+            teardown: Duration::ZERO,
         };
         let md = render(&run, &Masker::new(["sekrit99".to_string()]));
         assert!(
@@ -132,5 +139,31 @@ mod tests {
             md.contains("### Left behind\n\n- run abc: could not remove container"),
             "{md}"
         );
+    }
+
+    #[rstest::rstest]
+    #[case::a_started_platform(800, Some("Removing the platform took 0.8 s of the run."))]
+    #[case::nothing_to_remove(0, None)]
+    fn says_what_removing_the_platform_took(#[case] ms: u64, #[case] line: Option<&str>) {
+        let run = RunReport {
+            services: vec![crate::platform::ServiceStart {
+                service: "postgres".into(),
+                image: "platform-kit/postgres:15".into(),
+                ready_in: Some(Duration::from_millis(1200)),
+                ready_at: Some(Duration::from_millis(1200)),
+                failure: None,
+                log_tail: String::new(),
+                cpu_to_ready: None,
+                cpu_total: None,
+            }],
+            wall: Duration::from_secs(2),
+            teardown: Duration::from_millis(ms),
+            ..Default::default()
+        };
+        let md = render(&run, &Masker::new(Vec::<String>::new()));
+        match line {
+            Some(l) => assert!(md.contains(l), "{md}"),
+            None => assert!(!md.contains("Removing the platform"), "{md}"),
+        }
     }
 }

@@ -189,6 +189,7 @@ mod tests {
                 check("s3", "lifecycle", Outcome::Passed, 1810, 900),
             ],
             wall: ms(5000),
+            teardown: Duration::ZERO,
         };
         let expected = "```mermaid
 gantt
@@ -227,6 +228,7 @@ gantt
                 0,
             )],
             wall: ms(60_000),
+            teardown: Duration::ZERO,
         };
         let chart = gantt(&run);
         assert!(chart.contains("    kafka :crit, 0, 60000\n"), "{chart}");

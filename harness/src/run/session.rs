@@ -593,7 +593,9 @@ impl Session {
             .as_ref()
             .map(|p| p.problems())
             .unwrap_or_default();
+        let removing = std::time::Instant::now();
         cleanup.extend(self.tear_down());
+        let teardown = removing.elapsed();
         // After the teardown, which adds each container's CPU time over the run.
         let services = self
             .platform
@@ -607,6 +609,7 @@ impl Session {
             services,
             cleanup,
             wall: self.started.elapsed(),
+            teardown,
         }
     }
 
