@@ -150,6 +150,7 @@ mod tests {
             log_tail: String::new(),
             cpu_to_ready: None,
             cpu_total: None,
+            removed_at: None,
         }
     }
 

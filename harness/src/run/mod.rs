@@ -5,6 +5,7 @@ mod error;
 mod filters;
 pub mod interrupt;
 mod nextest;
+mod release;
 mod session;
 pub mod shard;
 mod slots;
