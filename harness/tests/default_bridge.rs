@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 
 use platform_harness::checks::Outcome;
@@ -13,24 +12,15 @@ use platform_harness::spec::{Check, Spec};
 
 /// The networks the container of `service` in run `run_id` is attached to.
 fn networks_of(service: &str, run_id: &str) -> Vec<String> {
-    let out = Command::new("docker")
-        .args([
-            "inspect",
-            "--format",
-            "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}",
-            &format!("{service}-{run_id}"),
-        ])
-        .output()
-        .expect("docker runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
+    common::docker(&[
+        "inspect",
+        "--format",
+        "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}",
+        &format!("{service}-{run_id}"),
+    ])
+    .split_whitespace()
+    .map(String::from)
+    .collect()
 }
 
 /// Starts `platform` with the suite's one check, runs it, and returns its outcome, the

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,17 +16,10 @@ use platform_harness::spec::{Check, Spec};
 const REMOVAL_BOUND: Duration = Duration::from_secs(30);
 
 fn running(service: &str, run_id: &str) -> bool {
-    let out = Command::new("docker")
-        .args(["ps", "-q", "--filter"])
-        .arg(format!("name=^{service}-{run_id}$"))
-        .output()
-        .expect("docker runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    !out.stdout.is_empty()
+    let name = format!("name=^{service}-{run_id}$");
+    !common::docker(&["ps", "-q", "--filter", &name])
+        .trim()
+        .is_empty()
 }
 
 fn gone_within(service: &str, run_id: &str, bound: Duration) -> bool {
@@ -52,6 +44,15 @@ fn pg(name: &str, extra: &str) -> String {
             "tmpfs = [\"/var/lib/postgresql/data\"]\n{}\n{extra}",
             common::POSTGRES_READY
         ),
+    )
+}
+
+/// Two kit PostgreSQL services, `extra` added to the first.
+fn platform(first: &str, second: &str, extra: &str) -> String {
+    format!(
+        "[secrets]\npw = {{ default = \"release-test-41c7\" }}\n{}{}",
+        pg(first, extra),
+        pg(second, "")
     )
 }
 
@@ -93,11 +94,7 @@ fn passes(session: &Session, check: &Check) {
 
 #[test]
 fn a_service_goes_once_its_last_check_ended() {
-    let platform = format!(
-        "[secrets]\npw = {{ default = \"release-test-41c7\" }}\n{}{}",
-        pg("first", ""),
-        pg("second", "")
-    );
+    let platform = platform("first", "second", "");
     let (session, checks, dir) = session("release-each", &platform, &["first", "second"]);
     let run_id = session.run_id().to_string();
     passes(&session, &checks[0]);
@@ -128,11 +125,7 @@ fn a_service_goes_once_its_last_check_ended() {
 
 #[test]
 fn a_used_service_stays_until_its_users_checks_ended() {
-    let platform = format!(
-        "[secrets]\npw = {{ default = \"release-test-41c7\" }}\n{}{}",
-        pg("user", "uses = [\"lake\"]"),
-        pg("lake", "")
-    );
+    let platform = platform("user", "lake", "uses = [\"lake\"]");
     let (session, checks, dir) = session("release-used", &platform, &["lake", "user"]);
     let run_id = session.run_id().to_string();
     passes(&session, &checks[0]);

@@ -124,26 +124,30 @@ pub fn workdir(prefix: &str, platform: &str, suites: &[(&str, &str)]) -> PathBuf
     dir
 }
 
+/// What `docker args...` printed. Panics when the engine cannot be asked: a check of
+/// what is (not) there must not pass then.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs");
+    assert!(
+        out.status.success(),
+        "the engine must answer `docker {}`: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Ids of the containers (`kind = "container"`, stopped ones too) or networks holding
-/// `label`. Panics when the engine cannot be asked: "nothing left" must not pass then.
+/// `label`.
 pub fn labelled(kind: &str, label: &str) -> Vec<String> {
     let mut args = vec![kind, "ls", "-q", "--filter", label];
     if kind == "container" {
         args.insert(2, "-a");
     }
-    let out = Command::new("docker")
-        .args(&args)
-        .output()
-        .expect("docker runs");
-    assert!(
-        out.status.success(),
-        "the engine must answer: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    docker(&args).lines().map(str::to_string).collect()
 }
 
 /// Runs `checks` of `spec` in order in one session, `before(check name, run id)` called
