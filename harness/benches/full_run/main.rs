@@ -430,15 +430,12 @@ fn print_run(report: &RunReport, limit: &Limit) {
     services.sort_by_key(|s| s.ready_at);
     for s in &services {
         println!(
-            "  {:<18} start-to-ready {:>5.1} s, ready at {:>5.1} s, CPU to ready {}, over the run {}{}{}",
+            "  {:<18} start-to-ready {:>5.1} s, ready at {:>5.1} s, CPU to ready {}, over the run {}{}",
             s.service,
             s.ready_in.unwrap_or_default().as_secs_f64(),
             s.ready_at.unwrap_or_default().as_secs_f64(),
             show(s.cpu_to_ready),
             show(s.cpu_total),
-            s.removed_at
-                .map(|r| format!(", removed at {:.1} s", r.as_secs_f64()))
-                .unwrap_or_default(),
             if s.failure.is_some() { "  FAILED" } else { "" }
         );
     }

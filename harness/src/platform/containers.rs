@@ -67,10 +67,6 @@ pub struct ContainerPlatform {
     /// Turned true by the shutdown: starts in flight stop at their next safe point.
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    platform_started: Instant,
-    /// Services whose container went before the shutdown, as soon as the run no longer
-    /// needed it (`release`), and the tasks removing them.
-    released: Mutex<Vec<(String, JoinHandle<()>)>>,
     /// What the reaper could not do when the run started.
     problems: Vec<String>,
 }
@@ -218,8 +214,6 @@ impl ContainerPlatform {
             timings,
             stop,
             tasks: Mutex::new(tasks),
-            platform_started,
-            released: Mutex::new(Vec::new()),
             problems: reaped.problems,
         })
     }
@@ -304,55 +298,12 @@ impl ContainerPlatform {
         Some(started.container_id.clone())
     }
 
-    /// Removes the service's container now, in the background, when this run started it
-    /// and it is ready: the run no longer needs it. Its CPU over the run is read first. A
-    /// service attached from `up`, still starting or failed is left to the shutdown.
-    pub fn release(&self, service: &str) {
-        let Some(id) = self.container_of(service) else {
-            return;
-        };
-        let Some(container) = self.containers.lock().ok().and_then(|mut all| {
-            let at = all.iter().position(|c| c.id() == id)?;
-            Some(all.swap_remove(at))
-        }) else {
-            return;
-        };
-        let (docker, timings) = (self.docker.clone(), self.timings.clone());
-        let platform_started = self.platform_started;
-        let name = service.to_string();
-        let task = tokio::spawn(
-            async move {
-                let total = cpu::container(&docker, &id).await;
-                set_timing(&timings, &name, |t| t.cpu_total = total);
-                // A removal that fails or hangs is the shutdown's to retry (by label).
-                if tokio::time::timeout(STOP_WAIT, container.rm())
-                    .await
-                    .is_ok()
-                {
-                    let at = platform_started.elapsed();
-                    set_timing(&timings, &name, |t| t.removed_at = Some(at));
-                }
-            }
-            .instrument(tracing::info_span!("release", service = %service)),
-        );
-        if let Ok(mut released) = self.released.lock() {
-            released.push((service.to_string(), task));
-        }
-    }
-
     /// Stops the starts still in flight and waits until each has reached a point where it
     /// creates nothing more (a condition, not a sleep), then removes every container and
     /// network of the run by label and checks that none is left.
     pub async fn shutdown(&self) -> Cleanup {
         let mut out = Cleanup::default();
-        let (released, removing): (BTreeSet<String>, Vec<_>) = self
-            .released
-            .lock()
-            .map(|mut r| r.drain(..).unzip())
-            .unwrap_or_default();
-        // Errors here are not final either: the sweep below removes by label.
-        let _ = tokio::time::timeout(STOP_WAIT, futures::future::join_all(removing)).await;
-        self.record_cpu_totals(&released).await;
+        self.record_cpu_totals().await;
         self.stop.send_replace(true);
         let tasks: Vec<_> = self
             .tasks
@@ -445,13 +396,11 @@ fn start_cores() -> Result<f64, StartError> {
 }
 
 impl ContainerPlatform {
-    /// Each started container's CPU time over the whole run, read before it is removed;
-    /// a `released` one's was read before it went.
-    async fn record_cpu_totals(&self, released: &BTreeSet<String>) {
+    /// Each started container's CPU time over the whole run, read before it is removed.
+    async fn record_cpu_totals(&self) {
         let started: Vec<(String, String)> = self
             .starts
             .keys()
-            .filter(|s| !released.contains(*s))
             .filter_map(|s| Some((s.clone(), self.container_of(s)?)))
             .collect();
         let reads = started
@@ -667,7 +616,6 @@ impl StartJob {
                 log_tail: failure.map(|f| f.log_tail.clone()).unwrap_or_default(),
                 cpu_to_ready: None,
                 cpu_total: None,
-                removed_at: None,
             });
         }
     }

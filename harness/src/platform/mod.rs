@@ -59,9 +59,6 @@ pub struct ServiceStart {
     /// CPU time its container used until ready, and until the run removed it.
     pub cpu_to_ready: Option<Duration>,
     pub cpu_total: Option<Duration>,
-    /// When the run removed its container before the end, as soon as no check still to
-    /// run needed it (counted like `ready_at`).
-    pub removed_at: Option<Duration>,
 }
 
 pub enum Platform {
@@ -113,16 +110,6 @@ impl Platform {
             Self::Containers(c) => c.timings(),
             Self::Kubernetes(k) => k.timings(),
             Self::External(_) => Vec::new(),
-        }
-    }
-
-    /// The run no longer needs `service`: its container may go now rather than at the
-    /// end. A namespace's pods go with it at the end, and what another platform runs is
-    /// not the harness's to remove.
-    pub fn release(&self, service: &str) {
-        match self {
-            Self::Containers(c) => c.release(service),
-            Self::Kubernetes(_) | Self::External(_) => {}
         }
     }
 

@@ -174,7 +174,6 @@ mod tests {
                 log_tail: String::new(),
                 cpu_to_ready: None,
                 cpu_total: None,
-                removed_at: None,
             }],
             cleanup: Vec::new(),
             wall: Duration::from_secs(5),

@@ -248,7 +248,6 @@ mod tests {
                     log_tail: String::new(),
                     cpu_to_ready: None,
                     cpu_total: Some(secs(*c)),
-                    removed_at: None,
                 })
                 .collect(),
             cleanup: Vec::new(),

@@ -150,7 +150,6 @@ mod tests {
             log_tail: String::new(),
             cpu_to_ready: None,
             cpu_total: None,
-            removed_at: None,
         }
     }
 

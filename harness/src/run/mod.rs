@@ -5,7 +5,6 @@ mod error;
 mod filters;
 pub mod interrupt;
 mod nextest;
-mod release;
 mod session;
 pub mod shard;
 mod slots;

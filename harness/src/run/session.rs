@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Failed, Trial};
 use tokio::sync::watch;
 
-use super::release::{Keeps, Releases};
 use super::slots::{needs_of, Slot, Slots};
 use super::{interrupt, RunError};
 use crate::checks::{run_check_with, CheckRun, Outcome, Vars};
@@ -53,8 +52,6 @@ pub struct Session {
     /// states of a failed check.
     runs_with: BTreeMap<String, Vec<String>>,
     torn_down: AtomicBool,
-    /// Which services no check still to end needs: their containers go before the end.
-    releases: Releases,
     /// Checks no trial runs that selected ones need (`pull`): run once, by the first
     /// check that waits for them.
     pulled: BTreeMap<String, (Arc<Check>, tokio::sync::OnceCell<()>)>,
@@ -145,20 +142,11 @@ impl Session {
             .build()
             .map_err(RunError::Runtime)?;
         let run_id = crate::kinds::unique_id(10);
-        let chosen = || {
+        let needed = spec.services_for(
             checks
                 .iter()
                 .filter(|c| selected.contains(&c.id()))
-                .map(|c| c.as_ref())
-        };
-        let needed = spec.services_for(chosen());
-        let releases = Releases::new(
-            chosen().map(|c| Keeps {
-                id: c.id(),
-                services: c.services(),
-                needs: c.needed_ids(),
-            }),
-            &spec.platform.runs_with(),
+                .map(|c| c.as_ref()),
         );
         let mut attached = None;
         let mut kube_warm = None;
@@ -254,7 +242,6 @@ impl Session {
             slots: OnceLock::new(),
             runs_with: spec.platform.runs_with(),
             torn_down: AtomicBool::new(false),
-            releases,
             pulled: BTreeMap::new(),
         })
     }
@@ -379,14 +366,7 @@ impl Session {
 impl Session {
     async fn execute(&self, check: &Check) -> CheckRecord {
         let span = tracing::info_span!("check", id = %check.id());
-        let record = self.execute_in_span(check).instrument(span).await;
-        // An interrupted run's teardown removes everything at once.
-        if let (Some(p), false) = (&self.platform, interrupt::interrupted()) {
-            for service in self.releases.ended(&check.id()) {
-                p.release(&service);
-            }
-        }
-        record
+        self.execute_in_span(check).instrument(span).await
     }
 
     async fn execute_in_span(&self, check: &Check) -> CheckRecord {

@@ -183,7 +183,6 @@ impl KubeBackend {
                 log_tail: String::new(),
                 cpu_to_ready: None,
                 cpu_total: None,
-                removed_at: None,
             })
             .collect()
     }
