@@ -17,7 +17,7 @@ use super::docker::{seconds, Cleanup};
 use super::endpoint::Endpoint;
 use super::network::{RunNetwork, DEFAULT_BRIDGE};
 use super::readiness::{self, Probe};
-use super::schedule::{self, StartCost, StartGate, Ticket};
+use super::schedule::{self, StartCost, StartGate, Ticket, Waiters};
 use super::shell;
 use super::{cpu, docker, images, render, ServiceFailure, ServiceStart, StartError};
 use crate::kinds::{ExecOutput, ServiceShell};
@@ -81,16 +81,18 @@ pub struct Attached {
 
 impl ContainerPlatform {
     /// Starts `services` (already closed over their dependencies) in the background, on a
-    /// network of the run's own if they talk to one another. Fails before starting
-    /// anything when the engine is unreachable or an image is missing.
+    /// network of the run's own if they talk to one another. `waiters` says whose checks
+    /// wait for each service's ([`crate::spec::Spec::waiters`]), for the start scheduler.
+    /// Fails before starting anything when the engine is unreachable or an image is missing.
     pub async fn start(
         spec: &PlatformSpec,
         services: &BTreeSet<String>,
+        waiters: &Waiters,
         secrets: &Secrets,
         run_id: &str,
     ) -> Result<Self, StartError> {
         let network = RunNetwork::for_services(spec, services);
-        Self::start_on(spec, services, secrets, run_id, network).await
+        Self::start_on(spec, services, waiters, secrets, run_id, network).await
     }
 
     /// As `start`, on `network`: on an `up` platform's, the services it already runs are
@@ -98,6 +100,7 @@ impl ContainerPlatform {
     pub async fn start_on(
         spec: &PlatformSpec,
         services: &BTreeSet<String>,
+        waiters: &Waiters,
         secrets: &Secrets,
         run_id: &str,
         network: RunNetwork,
@@ -154,7 +157,7 @@ impl ContainerPlatform {
         let mode = StartMode::from_env()?;
         let serial = mode == StartMode::Serial;
         // Only what starts here competes for the cores; attached services are ready.
-        let gate = start_gate(spec, &to_start, mode)?;
+        let gate = start_gate(spec, &to_start, waiters, mode)?;
         let platform_started = Instant::now();
         // Dependencies first, so each service can hold its dependencies' futures.
         for name in start_order(spec, services) {
@@ -354,6 +357,7 @@ fn set_timing(
 fn start_gate(
     spec: &PlatformSpec,
     services: &BTreeSet<String>,
+    waiters: &Waiters,
     mode: StartMode,
 ) -> Result<StartGate, StartError> {
     let costs = services
@@ -364,6 +368,7 @@ fn start_gate(
                 expected: svc.expected_ready,
                 cores: svc.start_cores,
                 depends_on: svc.depends_on.clone(),
+                waiters: waiters.get(name).cloned().unwrap_or_default(),
             };
             (name.clone(), cost)
         })

@@ -4,7 +4,9 @@
 //! them (the critical path), and a start waits while it, beside the starts running and
 //! those ranked above it that are yet to start, would overcommit the machine's cores by
 //! more than a little CPU time. Short, light starts go at once: holding them back saves
-//! nothing; a JVM whose start keeps one core busy for ten seconds waits its turn.
+//! nothing; a JVM whose start keeps one core busy for ten seconds waits its turn. A start
+//! is never held back for a service whose checks wait for its own (a check on Trino that
+//! needs the one on Kafka Connect): the sooner start would only wait in its checks.
 //!
 //! The rule is written here rather than taken from a crate: it is a small list scheduler
 //! over a dependency graph, and the crates for that (job schedulers, async semaphores) have
@@ -37,6 +39,9 @@ pub fn budget(setting: Option<&str>) -> Result<Duration, String> {
     }
 }
 
+/// For each service, the services whose checks wait for its checks.
+pub type Waiters = BTreeMap<String, BTreeSet<String>>;
+
 /// What the scheduler knows about one service before it starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartCost {
@@ -45,6 +50,9 @@ pub struct StartCost {
     /// How many cores its start keeps busy on average (CPU time / time to ready).
     pub cores: f64,
     pub depends_on: Vec<String>,
+    /// The services whose checks wait for this one's (`spec::graph::waiters`): their starts
+    /// never hold this one back.
+    pub waiters: BTreeSet<String>,
 }
 
 /// Each service's rank: its own expected start plus the longest chain of dependents'
@@ -98,6 +106,7 @@ struct Entry {
     rank: Duration,
     expected: Duration,
     cores: f64,
+    waiters: BTreeSet<String>,
     stage: Stage,
 }
 
@@ -111,23 +120,6 @@ struct GateState {
 }
 
 impl GateState {
-    /// The starts running now.
-    fn admitted(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values().filter(|e| e.stage == Stage::Admitted)
-    }
-
-    fn in_use(&self) -> f64 {
-        self.admitted().map(|e| e.cores).sum()
-    }
-
-    /// The longest expected start among those running.
-    fn longest_running(&self) -> Duration {
-        self.admitted()
-            .map(|e| e.expected)
-            .max()
-            .unwrap_or_default()
-    }
-
     /// Whether `name` (queued) may start now: the cores it would use beyond the free ones
     /// (counting those in use and those reserved for the services ranked above it that
     /// have not started, queued or waiting for their dependencies), times how long they
@@ -135,28 +127,35 @@ impl GateState {
     /// above it, so the run always makes progress. The overlap is its expected start, or,
     /// when only starts already running are in the way, at most the longest of theirs:
     /// Trino, ranked first, waited 0.8 s for MinIO's 1 s start to end, for a cost to it
-    /// of a fifth of a core over that second.
+    /// of a fifth of a core over that second. The starts of its waiters do not count: on
+    /// cdc-lakehouse, Kafka Connect held back for Trino's start made Trino's query wait for
+    /// Connect's chain, and every scheduled run was slower than a parallel one.
     fn may_start(&self, name: &str) -> bool {
         let Some(me) = self.entries.get(name) else {
             return true;
+        };
+        let others = || {
+            self.entries
+                .iter()
+                .filter(|(n, _)| !me.waiters.contains(*n))
         };
         // Equal ranks go by name, so the order is total and the same in every run.
         let above = |(n, e): &(&String, &Entry)| {
             e.rank > me.rank || (e.rank == me.rank && n.as_str() < name)
         };
-        let reserved: f64 = self
-            .entries
-            .iter()
+        let reserved: f64 = others()
             .filter(above)
             .filter(|(_, e)| matches!(e.stage, Stage::Blocked | Stage::Queued))
             .map(|(_, e)| e.cores)
             .sum();
-        let in_use = self.in_use();
+        let running = || others().filter(|(_, e)| e.stage == Stage::Admitted);
+        let in_use: f64 = running().map(|(_, e)| e.cores).sum();
+        let longest_running = running().map(|(_, e)| e.expected).max().unwrap_or_default();
         let excess = (in_use + reserved + me.cores - self.capacity).max(0.0);
         let overlap = if reserved > 0.0 {
             me.expected
         } else {
-            me.expected.min(self.longest_running())
+            me.expected.min(longest_running)
         };
         excess * overlap.as_secs_f64() <= self.budget.as_secs_f64() + 1e-9
             || (in_use == 0.0 && reserved == 0.0)
@@ -182,6 +181,7 @@ impl StartGate {
                     rank: ranks.get(name).copied().unwrap_or_default(),
                     expected: c.expected,
                     cores: c.cores,
+                    waiters: c.waiters.clone(),
                     stage: Stage::Blocked,
                 };
                 (name.clone(), entry)
@@ -295,6 +295,7 @@ mod tests {
             expected: Duration::from_secs_f64(expected_s),
             cores,
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            waiters: BTreeSet::new(),
         }
     }
 
@@ -330,7 +331,14 @@ mod tests {
     }
 
     fn state(stages: &[(&str, Stage)], capacity: f64) -> GateState {
-        let costs = platform();
+        state_of(platform(), stages, capacity)
+    }
+
+    fn state_of(
+        costs: BTreeMap<String, StartCost>,
+        stages: &[(&str, Stage)],
+        capacity: f64,
+    ) -> GateState {
         let ranks = ranks(&costs);
         let entries = costs
             .iter()
@@ -344,6 +352,7 @@ mod tests {
                     rank: ranks[n],
                     expected: c.expected,
                     cores: c.cores,
+                    waiters: c.waiters.clone(),
                     stage,
                 };
                 (n.clone(), entry)
@@ -388,6 +397,49 @@ mod tests {
         #[case] admitted: bool,
     ) {
         assert_eq!(state(stages, cores).may_start(who), admitted);
+    }
+
+    /// The default platform where the checks on `waiters` wait for Kafka's (the
+    /// pipeline's chain runs through Kafka, Trino and MLflow).
+    fn kafka_awaited_by(waiters: &[&str]) -> BTreeMap<String, StartCost> {
+        let mut costs = platform();
+        if let Some(kafka) = costs.get_mut("kafka") {
+            kafka.waiters = waiters.iter().map(|w| w.to_string()).collect();
+        }
+        costs
+    }
+
+    #[rstest]
+    // Trino and MLflow, ranked above it and yet to start, do not hold Kafka back...
+    #[case::not_for_its_waiters_to_come(&[("minio", Admitted), ("postgres", Admitted), ("kafka", Queued)], &["trino", "mlflow"], true)]
+    // ...nor do they while they start...
+    #[case::not_for_its_waiters_running(&[("minio", Done), ("postgres", Done), ("trino", Admitted), ("mlflow", Admitted), ("kafka", Queued)], &["trino", "mlflow"], true)]
+    // ...but Trino, when its checks do not wait for Kafka's, still does.
+    #[case::others_still_count(&[("minio", Admitted), ("postgres", Admitted), ("kafka", Queued)], &["mlflow"], false)]
+    fn waiters_do_not_hold_a_start_back(
+        #[case] stages: &[(&str, Stage)],
+        #[case] waiters: &[&str],
+        #[case] admitted: bool,
+    ) {
+        let s = state_of(kafka_awaited_by(waiters), stages, 2.0);
+        assert_eq!(s.may_start("kafka"), admitted);
+    }
+
+    #[test]
+    fn waiting_is_one_way() {
+        // Trino's checks wait for Kafka's, not the other way round: Kafka's start counts
+        // against Trino's like any other.
+        let s = state_of(
+            kafka_awaited_by(&["trino", "mlflow"]),
+            &[
+                ("minio", Done),
+                ("kafka", Admitted),
+                ("mlflow", Admitted),
+                ("trino", Queued),
+            ],
+            1.8,
+        );
+        assert!(!s.may_start("trino"));
     }
 
     #[rstest]

@@ -142,12 +142,14 @@ impl Session {
             .build()
             .map_err(RunError::Runtime)?;
         let run_id = crate::kinds::unique_id(10);
-        let needed = spec.services_for(
+        let to_run = || {
             checks
                 .iter()
                 .filter(|c| selected.contains(&c.id()))
-                .map(|c| c.as_ref()),
-        );
+                .map(|c| c.as_ref())
+        };
+        let needed = spec.services_for(to_run());
+        let waiters = Spec::waiters(to_run());
         let mut attached = None;
         let mut kube_warm = None;
         if let Some((path, state)) = up.filter(|_| external.is_none() && !needed.is_empty()) {
@@ -198,6 +200,7 @@ impl Session {
                     .block_on(ContainerPlatform::start_on(
                         &spec.platform,
                         &needed,
+                        &waiters,
                         &secrets,
                         &run_id,
                         attached.map_or_else(

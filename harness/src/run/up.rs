@@ -154,9 +154,11 @@ async fn up_async(root: &Path, spec: &PlatformSpec, only: &[String]) -> Result<E
         "platform: up {up_id}: starting {}",
         missing.iter().cloned().collect::<Vec<_>>().join(", ")
     ));
+    // No checks run here: nothing waits for a service but its dependents.
     let platform = ContainerPlatform::start_on(
         spec,
         &wanted,
+        &Default::default(),
         &secrets,
         &run_id,
         RunNetwork::for_up(attached),

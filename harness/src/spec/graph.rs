@@ -62,10 +62,83 @@ pub fn closure<'a>(
     out
 }
 
+/// A check as the waiting relation sees it: the services it talks to and the ids of the
+/// checks it needs.
+#[derive(Debug, Clone, Default)]
+pub struct CheckNode {
+    pub services: BTreeSet<String>,
+    pub needs: Vec<String>,
+}
+
+/// For each service, the services whose checks wait for it: a check that talks to both, or
+/// one whose `needs`, at any depth, reach a check on it. Needs outside `checks` are not
+/// followed (such a check does not run). The start scheduler reads it: a start held back
+/// for a service that waits for it anyway only moves the wait into that service's checks.
+pub fn waiters(checks: &BTreeMap<String, CheckNode>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for check in checks.values() {
+        let mut seen = BTreeSet::new();
+        let mut reached: Vec<&CheckNode> = vec![check];
+        while let Some(c) = reached.pop() {
+            for s in &c.services {
+                let others = check.services.iter().filter(|w| *w != s).cloned();
+                out.entry(s.clone()).or_default().extend(others);
+            }
+            let new = c.needs.iter().filter(|id| seen.insert(id.as_str()));
+            reached.extend(new.filter_map(|id| checks.get(id)));
+        }
+    }
+    out.retain(|_, w| !w.is_empty());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    fn list(l: &str) -> Vec<String> {
+        l.split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// `"a=x,y:b"`: check a talks to x and y and needs b.
+    fn checks(src: &str) -> BTreeMap<String, CheckNode> {
+        src.split_whitespace()
+            .map(|c| {
+                let (id, rest) = c.split_once('=').unwrap();
+                let (services, needs) = rest.split_once(':').unwrap_or((rest, ""));
+                let node = CheckNode {
+                    services: list(services).into_iter().collect(),
+                    needs: list(needs),
+                };
+                (id.to_string(), node)
+            })
+            .collect()
+    }
+
+    #[rstest]
+    // The cdc-lakehouse chain: Trino's query needs the landing, which needs Connect's ingest.
+    #[case::through_needs("ingest=connect land=connect,minio:ingest query=trino:land", "connect", &["minio", "trino"])]
+    #[case::at_any_depth("ingest=connect land=connect,minio:ingest query=trino:land", "minio", &["connect", "trino"])]
+    // Nothing waits for the end of the chain.
+    #[case::not_backwards("ingest=connect land=connect,minio:ingest query=trino:land", "trino", &[])]
+    #[case::one_check_two_services("both=kafka,postgres", "kafka", &["postgres"])]
+    #[case::independent_checks("a=kafka b=postgres", "kafka", &[])]
+    // A need that is not selected does not run, so nothing waits through it.
+    #[case::unselected_need("query=trino:land", "trino", &[])]
+    // A cycle of needs (rejected when suites load) must not loop here.
+    #[case::cycle("a=x:b b=y:a", "x", &["y"])]
+    fn who_waits_for_a_service(#[case] src: &str, #[case] service: &str, #[case] want: &[&str]) {
+        let got = waiters(&checks(src));
+        let got: Vec<&str> = got
+            .get(service)
+            .map(|w| w.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(got, want);
+    }
 
     /// `"a:b,c b:"` -> a depends on b and c; b on nothing.
     fn graph(edges: &str) -> BTreeMap<String, Vec<String>> {

@@ -13,7 +13,7 @@ pub mod suite;
 
 pub use crate::template;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 pub use error::{SpecError, SpecErrors};
@@ -95,6 +95,23 @@ impl Spec {
         self.suites.iter().flat_map(|s| s.checks.iter())
     }
 
+    /// For each service, the services whose `checks` wait for it ([`graph::waiters`]).
+    pub fn waiters<'a>(
+        checks: impl IntoIterator<Item = &'a Check>,
+    ) -> BTreeMap<String, BTreeSet<String>> {
+        let nodes = checks
+            .into_iter()
+            .map(|c| {
+                let node = graph::CheckNode {
+                    services: c.services(),
+                    needs: c.needed_ids(),
+                };
+                (c.id(), node)
+            })
+            .collect();
+        graph::waiters(&nodes)
+    }
+
     /// The services `checks` use, with everything those depend on.
     pub fn services_for<'a>(
         &self,
@@ -105,5 +122,33 @@ impl Spec {
             wanted.iter().map(String::as_str),
             &self.platform.runs_with(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// The shipped platforms as the start scheduler sees them.
+    #[rstest]
+    // Trino's query needs the changes Kafka Connect lands: Connect is not held for Trino.
+    #[case::cdc_connect_for_trino("cdc-lakehouse", "kafka-connect", "trino", true)]
+    // The default pipeline goes through Kafka before Trino queries what landed.
+    #[case::default_kafka_for_trino("default", "kafka", "trino", true)]
+    // Prometheus's checks lead to no check on Trino.
+    #[case::cdc_prometheus_not_for_trino("cdc-lakehouse", "prometheus", "trino", false)]
+    fn the_shipped_suites_say_who_waits(
+        #[case] platform: &str,
+        #[case] service: &str,
+        #[case] waiter: &str,
+        #[case] waits: bool,
+    ) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let (platform, suites) = named::locate(&root, platform).expect("a shipped platform");
+        let spec = Spec::load(&platform, &suites).expect("it loads");
+        let waiters = Spec::waiters(spec.checks());
+        let got = waiters.get(service).is_some_and(|w| w.contains(waiter));
+        assert_eq!(got, waits, "{service}: {:?}", waiters.get(service));
     }
 }
