@@ -81,7 +81,7 @@ pub struct Attached {
 
 impl ContainerPlatform {
     /// Starts `services` (already closed over their dependencies) in the background, on a
-    /// network of the run's own if they talk to one another. `waiters` says whose checks
+    /// network of the run's own if they talk to one another. `waiters` says whose checks all
     /// wait for each service's ([`crate::spec::Spec::waiters`]), for the start scheduler.
     /// Fails before starting anything when the engine is unreachable or an image is missing.
     pub async fn start(

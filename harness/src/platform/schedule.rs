@@ -5,8 +5,9 @@
 //! those ranked above it that are yet to start, would overcommit the machine's cores by
 //! more than a little CPU time. Short, light starts go at once: holding them back saves
 //! nothing; a JVM whose start keeps one core busy for ten seconds waits its turn. A start
-//! is never held back for a service whose checks wait for its own (a check on Trino that
-//! needs the one on Kafka Connect): the sooner start would only wait in its checks.
+//! is never held back for a service all of whose checks wait for its own (on cdc-lakehouse
+//! Trino's only checks query what Kafka Connect lands): the sooner start would only wait in
+//! its checks.
 //!
 //! The rule is written here rather than taken from a crate: it is a small list scheduler
 //! over a dependency graph, and the crates for that (job schedulers, async semaphores) have
@@ -39,7 +40,7 @@ pub fn budget(setting: Option<&str>) -> Result<Duration, String> {
     }
 }
 
-/// For each service, the services whose checks wait for its checks.
+/// For each service, the services all of whose checks wait for its checks.
 pub type Waiters = BTreeMap<String, BTreeSet<String>>;
 
 /// What the scheduler knows about one service before it starts.
@@ -50,8 +51,8 @@ pub struct StartCost {
     /// How many cores its start keeps busy on average (CPU time / time to ready).
     pub cores: f64,
     pub depends_on: Vec<String>,
-    /// The services whose checks wait for this one's (`spec::graph::waiters`): their starts
-    /// never hold this one back.
+    /// The services all of whose checks wait for this one's (`spec::graph::waiters`): their
+    /// starts never hold this one back.
     pub waiters: BTreeSet<String>,
 }
 

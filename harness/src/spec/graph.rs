@@ -70,25 +70,46 @@ pub struct CheckNode {
     pub needs: Vec<String>,
 }
 
-/// For each service, the services whose checks wait for it: a check that talks to both, or
-/// one whose `needs`, at any depth, reach a check on it. Needs outside `checks` are not
+/// For each service, the services all of whose checks wait for it: each talks to it too,
+/// or its `needs`, at any depth, reach a check on it. Needs outside `checks` are not
 /// followed (such a check does not run). The start scheduler reads it: a start held back
-/// for a service that waits for it anyway only moves the wait into that service's checks.
+/// for a service that cannot finish before it anyway only moves the wait into that
+/// service's checks. A service with one check that does not wait for it keeps its claim.
 pub fn waiters(checks: &BTreeMap<String, CheckNode>) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for check in checks.values() {
+    // What a check waits for: its services and those of every check it needs.
+    fn waits_for<'a>(
+        check: &'a CheckNode,
+        checks: &'a BTreeMap<String, CheckNode>,
+    ) -> BTreeSet<&'a str> {
+        let mut services = BTreeSet::new();
         let mut seen = BTreeSet::new();
-        let mut reached: Vec<&CheckNode> = vec![check];
+        let mut reached = vec![check];
         while let Some(c) = reached.pop() {
-            for s in &c.services {
-                let others = check.services.iter().filter(|w| *w != s).cloned();
-                out.entry(s.clone()).or_default().extend(others);
-            }
+            services.extend(c.services.iter().map(String::as_str));
             let new = c.needs.iter().filter(|id| seen.insert(id.as_str()));
             reached.extend(new.filter_map(|id| checks.get(id)));
         }
+        services
     }
-    out.retain(|_, w| !w.is_empty());
+    // For each service, what every one of its checks waits for.
+    let mut common: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for check in checks.values() {
+        let waits = waits_for(check, checks);
+        for service in &check.services {
+            common
+                .entry(service)
+                .and_modify(|all| all.retain(|s| waits.contains(s)))
+                .or_insert_with(|| waits.clone());
+        }
+    }
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (waiter, awaited) in common {
+        for service in awaited.into_iter().filter(|s| *s != waiter) {
+            out.entry(service.to_string())
+                .or_default()
+                .insert(waiter.to_string());
+        }
+    }
     out
 }
 
@@ -122,7 +143,9 @@ mod tests {
     #[rstest]
     // The cdc-lakehouse chain: Trino's query needs the landing, which needs Connect's ingest.
     #[case::through_needs("ingest=connect land=connect,minio:ingest query=trino:land", "connect", &["minio", "trino"])]
-    #[case::at_any_depth("ingest=connect land=connect,minio:ingest query=trino:land", "minio", &["connect", "trino"])]
+    #[case::at_any_depth("ingest=connect land=connect,minio:ingest query=trino:land", "minio", &["trino"])]
+    // Trino has a check of its own that waits for nothing: its start still matters.
+    #[case::not_when_one_check_does_not_wait("ingest=connect query=trino:ingest nations=trino", "connect", &[])]
     // Nothing waits for the end of the chain.
     #[case::not_backwards("ingest=connect land=connect,minio:ingest query=trino:land", "trino", &[])]
     #[case::one_check_two_services("both=kafka,postgres", "kafka", &["postgres"])]
