@@ -149,7 +149,6 @@ impl Session {
                 .map(|c| c.as_ref())
         };
         let needed = spec.services_for(to_run());
-        let waiters = Spec::waiters(to_run());
         let mut attached = None;
         let mut kube_warm = None;
         if let Some((path, state)) = up.filter(|_| external.is_none() && !needed.is_empty()) {
@@ -200,7 +199,8 @@ impl Session {
                     .block_on(ContainerPlatform::start_on(
                         &spec.platform,
                         &needed,
-                        &waiters,
+                        // Only the container scheduler holds starts back.
+                        &Spec::waiters(to_run()),
                         &secrets,
                         &run_id,
                         attached.map_or_else(
