@@ -40,8 +40,7 @@ pub fn budget(setting: Option<&str>) -> Result<Duration, String> {
     }
 }
 
-/// For each service, the services all of whose checks wait for its checks.
-pub type Waiters = BTreeMap<String, BTreeSet<String>>;
+pub use crate::spec::graph::Waiters;
 
 /// What the scheduler knows about one service before it starts.
 #[derive(Debug, Clone, PartialEq)]

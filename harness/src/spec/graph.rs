@@ -70,31 +70,28 @@ pub struct CheckNode {
     pub needs: Vec<String>,
 }
 
+/// For each service, the services all of whose checks wait for its checks.
+pub type Waiters = BTreeMap<String, BTreeSet<String>>;
+
 /// For each service, the services all of whose checks wait for it: each talks to it too,
 /// or its `needs`, at any depth, reach a check on it. Needs outside `checks` are not
 /// followed (such a check does not run). The start scheduler reads it: a start held back
 /// for a service that cannot finish before it anyway only moves the wait into that
 /// service's checks. A service with one check that does not wait for it keeps its claim.
-pub fn waiters(checks: &BTreeMap<String, CheckNode>) -> BTreeMap<String, BTreeSet<String>> {
-    // What a check waits for: its services and those of every check it needs.
-    fn waits_for<'a>(
-        check: &'a CheckNode,
-        checks: &'a BTreeMap<String, CheckNode>,
-    ) -> BTreeSet<&'a str> {
-        let mut services = BTreeSet::new();
-        let mut seen = BTreeSet::new();
-        let mut reached = vec![check];
-        while let Some(c) = reached.pop() {
-            services.extend(c.services.iter().map(String::as_str));
-            let new = c.needs.iter().filter(|id| seen.insert(id.as_str()));
-            reached.extend(new.filter_map(|id| checks.get(id)));
-        }
-        services
-    }
-    // For each service, what every one of its checks waits for.
+pub fn waiters(checks: &BTreeMap<String, CheckNode>) -> Waiters {
+    let needs: BTreeMap<String, Vec<String>> = checks
+        .iter()
+        .map(|(id, c)| (id.clone(), c.needs.clone()))
+        .collect();
+    // For each service, what every one of its checks waits for: the services of the check
+    // and of every check it needs.
     let mut common: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for check in checks.values() {
-        let waits = waits_for(check, checks);
+    for (id, check) in checks {
+        let waits: BTreeSet<&str> = closure([id.as_str()], &needs)
+            .iter()
+            .filter_map(|id| checks.get(id))
+            .flat_map(|c| c.services.iter().map(String::as_str))
+            .collect();
         for service in &check.services {
             common
                 .entry(service)
@@ -102,7 +99,7 @@ pub fn waiters(checks: &BTreeMap<String, CheckNode>) -> BTreeMap<String, BTreeSe
                 .or_insert_with(|| waits.clone());
         }
     }
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut out = Waiters::new();
     for (waiter, awaited) in common {
         for service in awaited.into_iter().filter(|s| *s != waiter) {
             out.entry(service.to_string())

@@ -13,7 +13,7 @@ pub mod suite;
 
 pub use crate::template;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 pub use error::{SpecError, SpecErrors};
@@ -96,9 +96,7 @@ impl Spec {
     }
 
     /// For each service, the services all of whose `checks` wait for it ([`graph::waiters`]).
-    pub fn waiters<'a>(
-        checks: impl IntoIterator<Item = &'a Check>,
-    ) -> BTreeMap<String, BTreeSet<String>> {
+    pub fn waiters<'a>(checks: impl IntoIterator<Item = &'a Check>) -> graph::Waiters {
         let nodes = checks
             .into_iter()
             .map(|c| {
